@@ -1,0 +1,1 @@
+//! crosslore-data (see Cargo.toml description).

@@ -1,0 +1,1 @@
+//! crosslore-eval (see Cargo.toml description).

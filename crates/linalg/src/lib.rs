@@ -1,0 +1,32 @@
+//! Linear algebra for gradient projection (DESIGN.md §1; paper Sec. 4.1, Alg. 1).
+//!
+//! All entry points take and return 2-D f32 candle [`Tensor`]s on any device; large products run
+//! on the tensor's device (cuBLAS on CUDA), small (r+p)^2 factorizations run on the host with faer.
+//!
+//! - [`qr`]: thin QR of tall-skinny matrices (CholeskyQR2, Householder fallback).
+//! - [`rsi`]: randomized subspace iteration (Halko, Martinsson, Tropp 2011, Alg. 4.4).
+//! - [`svd`]: exact thin SVD and the exact top-r subspace (GaLore's projector).
+//! - [`rng`]: seeded, serializable random numbers.
+//!
+//! Conventions: a matrix `A` is `[m, n]`; a projector for [`Side::Right`] is `P: [n, r]` with
+//! orthonormal columns (`R = A P`), for [`Side::Left`] `P: [m, r]` (`R = P^T A`).
+
+pub mod error;
+pub mod qr;
+pub mod rng;
+pub mod rsi;
+pub mod svd;
+
+pub use error::{LinalgError, Result};
+pub use rng::Rng;
+
+use serde::{Deserialize, Serialize};
+
+/// Which side of `A` (`[m, n]`) a projector spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Side {
+    /// `P: [m, r]`, top-r left singular subspace, projected `R = P^T A: [r, n]`.
+    Left,
+    /// `P: [n, r]`, top-r right singular subspace, projected `R = A P: [m, r]`.
+    Right,
+}

@@ -1,0 +1,1 @@
+//! crosslore-model (see Cargo.toml description).

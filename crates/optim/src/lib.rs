@@ -1,0 +1,1 @@
+//! crosslore-optim (see Cargo.toml description).

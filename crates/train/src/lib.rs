@@ -1,0 +1,1 @@
+//! crosslore-train (see Cargo.toml description).
