@@ -12,10 +12,12 @@
 //! orthonormal columns (`R = A P`), for [`Side::Left`] `P: [m, r]` (`R = P^T A`).
 
 pub mod error;
+mod host;
 pub mod qr;
 pub mod rng;
 pub mod rsi;
 pub mod svd;
+mod validate;
 
 pub use error::{LinalgError, Result};
 pub use rng::Rng;

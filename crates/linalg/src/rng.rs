@@ -23,7 +23,12 @@ impl Rng {
     /// A generator seeded from `seed` (SplitMix64 expansion, as the xoshiro authors recommend).
     pub fn new(seed: u64) -> Self {
         let mut x = seed;
-        let s = [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)];
+        let s = [
+            splitmix64(&mut x),
+            splitmix64(&mut x),
+            splitmix64(&mut x),
+            splitmix64(&mut x),
+        ];
         Self { s }
     }
 

@@ -1,6 +1,23 @@
-//! Randomized subspace iteration (Halko, Martinsson, Tropp 2011, Alg. 4.4; paper Sec. 4.1).
-use crate::{Result, Rng, Side};
-use candle_core::Tensor;
+//! Randomized subspace iteration (Halko, Martinsson, Tropp 2011, Alg. 4.4 + Alg. 5.1; paper
+//! Sec. 4.1 / DESIGN.md §1.2 item 1) and the exact subspace of short matrices used by cross-head
+//! projection (DESIGN.md §1.2 item 2).
+//!
+//! Every product with `A` (`2 m n k` flops, `k = r + p`) is a candle `matmul` on `A`'s device;
+//! only `[k, k]` factors are computed on the host (faer, f64). A Left-side problem is solved as
+//! the Right-side problem of the transposed view `A^T` (no copy).
+//!
+//! Final step (HMT Alg. 5.1): with `B = Q^T A: [k, n]`, DESIGN.md writes the right vectors as
+//! `V = B^T U_B Sigma^{-1}` from the eigendecomposition `B B^T = U_B Sigma^2 U_B^T`. We compute the
+//! same matrix without dividing by singular values: thin QR `B^T = Q_b R_b` and the small SVD
+//! `R_b^T = U_B Sigma W^T` give `B = U_B Sigma (Q_b W)^T`, so `V = Q_b W` (identical in exact
+//! arithmetic: `B^T U_B Sigma^{-1} = Q_b R_b U_B Sigma^{-1} = Q_b W`). It stays orthonormal when
+//! singular values are tiny or zero (rank-deficient or zero `A`), where the division would give
+//! NaN/Inf, and it never squares the condition number of `B` beyond what CholeskyQR2 tolerates.
+use crate::host::f64_to_tensor;
+use crate::qr::{qr_with_r, thin_qr};
+use crate::{validate, LinalgError, Result, Rng, Side};
+use candle_core::{Device, Tensor};
+use faer::Mat;
 use serde::{Deserialize, Serialize};
 
 /// Parameters of randomized subspace iteration.
@@ -14,13 +31,28 @@ pub struct RsiConfig {
 
 impl Default for RsiConfig {
     fn default() -> Self {
-        Self { oversample: 8, power_iters: 2 }
+        Self {
+            oversample: 8,
+            power_iters: 2,
+        }
     }
+}
+
+/// Number of sketch columns `k = min(r + p, m, n)` used for `a: [m, n]`.
+pub fn sketch_width(rank: usize, cfg: &RsiConfig, m: usize, n: usize) -> usize {
+    rank.saturating_add(cfg.oversample).min(m).min(n)
 }
 
 /// Top-`rank` subspace of `a: [m, n]` on `side` by RSI. Returns `[n, rank]` (Right) or
 /// `[m, rank]` (Left), orthonormal columns, on `a`'s device. `warm`: a previous projector of the
 /// same side whose columns replace the first columns of the Gaussian test matrix.
+///
+/// HMT Alg. 4.4 (Right side, `k = min(r + p, m, n)`): `Omega: [n, k]` Gaussian from `rng`
+/// (row-major draw order, so identical on every device), `Q = qr(A Omega)`; `q` times:
+/// `Q_z = qr(A^T Q)`, `Q = qr(A Q_z)`; then the top-r right vectors of `B = Q^T A` (module docs).
+/// Cost: `(2q + 2)` products of `2 m n k` flops plus `O((m + n) k^2)` for the QRs.
+/// Errors: `rank` 0 or above `min(m, n)`, non-2-D or non-float input, NaN/Inf in `a` or `warm`,
+/// `warm` with the wrong number of rows or more than `k` columns.
 pub fn rsi_subspace(
     a: &Tensor,
     rank: usize,
@@ -29,6 +61,114 @@ pub fn rsi_subspace(
     rng: &mut Rng,
     warm: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let _ = (a, rank, side, cfg, rng, warm);
-    unimplemented!("linalg helper implements this")
+    let op = "rsi_subspace";
+    let a = validate::matrix_f32(op, a)?;
+    let (m, n) = a.dims2()?;
+    validate::rank(op, rank, m, n)?;
+    validate::finite(op, &a)?;
+    let k = sketch_width(rank, cfg, m, n);
+    // The Right-side problem of `a_s: [m_s, n_s]`; for Left, `a_s = a^T` (a strided view).
+    let a_s = match side {
+        Side::Right => a.clone(),
+        Side::Left => a.t()?,
+    };
+    let (_, n_s) = a_s.dims2()?;
+    let omega = test_matrix(op, n_s, k, rng, warm, a.device())?; // [n_s, k]
+    let mut q = thin_qr(&a_s.matmul(&omega)?)?; // [m_s, k]
+    for _ in 0..cfg.power_iters {
+        let qz = thin_qr(&a_s.t()?.matmul(&q)?)?; // [n_s, k]
+        q = thin_qr(&a_s.matmul(&qz)?)?; // [m_s, k]
+    }
+    let bt = a_s.t()?.matmul(&q)?; // B^T = A^T Q: [n_s, k]
+    top_right_of_tall(op, &bt, rank)
+}
+
+/// Exact top-`rank` subspace of a matrix that is SHORT on the other side (e.g. one attention
+/// head's gradient slice `[d_head, d_model]`, Right side; DESIGN.md §1.2 item 2), from a
+/// `[min(m,n), min(m,n)]` Gram-sized factorization: thin QR `A^T = Q_a R_a` (CholeskyQR2, whose
+/// first step is the Gram matrix `A A^T`; Householder fallback) and the SVD of the small `R_a`.
+/// This is the eigh-of-`A A^T` method (`A A^T = R_a^T R_a`, so `R_a^T = U Sigma W^T` holds the
+/// eigenvectors `U` and `sqrt` eigenvalues `Sigma`) in the form `P = Q_a W` that needs no division
+/// by singular values. Exact up to f32 rounding; cost `O(min(m,n)^2 max(m,n))`, so intended for
+/// `min(m, n)` up to a few hundred. Returns `[n, rank]` (Right) or `[m, rank]` (Left).
+pub fn gram_subspace(a: &Tensor, rank: usize, side: Side) -> Result<Tensor> {
+    let op = "gram_subspace";
+    let a = validate::matrix_f32(op, a)?;
+    let (m, n) = a.dims2()?;
+    validate::rank(op, rank, m, n)?;
+    validate::finite(op, &a)?;
+    let a_s = match side {
+        Side::Right => a.clone(),
+        Side::Left => a.t()?,
+    };
+    let (m_s, n_s) = a_s.dims2()?;
+    if m_s <= n_s {
+        // Short: the row space of a_s is range(a_s^T), a_s^T: [n_s, m_s] is tall.
+        top_right_of_tall(op, &a_s.t()?, rank)
+    } else {
+        // Tall: a_s = Q R with R: [n_s, n_s]; the right vectors of a_s are those of R.
+        let (_, r) = qr_with_r(op, &a_s)?;
+        let w = small_svd_v(op, r.as_ref())?; // right vectors of R
+        f64_to_tensor(w.as_ref().subcols(0, rank), a.device())
+    }
+}
+
+/// Top-`rank` right singular subspace of `c^T`, given the tall `c: [n, k]` (`k <= n`): `c = Q R`,
+/// `c^T = R^T Q^T`, `R^T = U Sigma W^T` => right vectors of `c^T` are `Q W`. Returns `[n, rank]`.
+fn top_right_of_tall(op: &'static str, c: &Tensor, rank: usize) -> Result<Tensor> {
+    let (q, r) = qr_with_r(op, c)?; // q: [n, k], r: [k, k]
+    let w = small_svd_v(op, r.transpose())?; // [k, k]
+    let w_r = f64_to_tensor(w.as_ref().subcols(0, rank), q.device())?; // [k, rank]
+    Ok(q.matmul(&w_r)?)
+}
+
+/// Right singular vectors (as columns, by non-increasing singular value) of a small host matrix.
+fn small_svd_v(op: &'static str, x: faer::MatRef<'_, f64>) -> Result<Mat<f64>> {
+    let svd = x.svd().map_err(|e| LinalgError::NoConvergence {
+        op,
+        msg: format!("faer SVD of [k, k]: {e:?}"),
+    })?;
+    Ok(svd.V().to_owned())
+}
+
+/// `Omega: [rows, k]`: the columns of `warm` first, then standard normal columns drawn row-major.
+fn test_matrix(
+    op: &'static str,
+    rows: usize,
+    k: usize,
+    rng: &mut Rng,
+    warm: Option<&Tensor>,
+    device: &Device,
+) -> Result<Tensor> {
+    let warm = match warm {
+        None => None,
+        Some(w) => {
+            let w = validate::matrix_f32(op, w)?;
+            let (wr, wc) = w.dims2()?;
+            if wr != rows || wc > k {
+                return Err(LinalgError::Shape {
+                    op,
+                    msg: format!(
+                        "warm-start projector is [{wr}, {wc}], expected [{rows}, c] with c <= {k}"
+                    ),
+                });
+            }
+            validate::finite(op, &w)?;
+            Some(w.to_device(device)?)
+        }
+    };
+    let n_warm = warm.as_ref().map_or(0, |w| w.dims()[1]);
+    let n_gauss = k - n_warm;
+    let gauss = (n_gauss > 0)
+        .then(|| Tensor::from_vec(rng.normal_vec(rows * n_gauss), (rows, n_gauss), device))
+        .transpose()?;
+    match (warm, gauss) {
+        (Some(w), Some(g)) => Ok(Tensor::cat(&[&w, &g], 1)?),
+        (Some(w), None) => Ok(w),
+        (None, Some(g)) => Ok(g),
+        (None, None) => Err(LinalgError::InvalidArgument {
+            op,
+            msg: "empty sketch".into(),
+        }),
+    }
 }

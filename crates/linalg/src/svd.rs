@@ -1,17 +1,104 @@
-//! Exact thin SVD (GaLore's projector) and subspace quality.
-use crate::{Result, Side};
+//! Exact thin SVD (GaLore's projector, DESIGN.md §1.1) and subspace quality (paper Fig. 2b).
+//!
+//! The SVD runs on the host with faer in f32 (the working precision of galore-torch's
+//! `torch.linalg.svd(full_matrices=False)` on an f32 gradient). A tensor on a CUDA device is
+//! copied to the host and the factors are copied back; a cuSOLVER path is future work.
+//! Singular vectors are defined up to sign, so they match galore-torch up to sign.
+use crate::host::{f32_to_tensor, to_mat_f32};
+use crate::{validate, LinalgError, Result, Side};
 use candle_core::Tensor;
+use faer::Mat;
+
+/// `a = u diag(s) vt` with `kk = min(m, n)`: `u: [m, kk]`, `s: [kk]` (non-increasing, >= 0),
+/// `vt: [kk, n]`, all f32 on `a`'s device.
+#[derive(Debug, Clone)]
+pub struct ThinSvd {
+    pub u: Tensor,
+    pub s: Tensor,
+    pub vt: Tensor,
+}
+
+/// Exact thin SVD of `a: [m, n]` (f32, faer on the host).
+pub fn thin_svd(a: &Tensor) -> Result<ThinSvd> {
+    let op = "thin_svd";
+    let a = validate::matrix_f32(op, a)?;
+    let (m, n) = a.dims2()?;
+    if m == 0 || n == 0 {
+        return Err(LinalgError::Shape {
+            op,
+            msg: format!("empty matrix [{m}, {n}]"),
+        });
+    }
+    let svd = host_svd(op, &a)?;
+    let dev = a.device();
+    let s: Vec<f32> = (0..m.min(n)).map(|i| svd.S()[i]).collect();
+    Ok(ThinSvd {
+        u: f32_to_tensor(svd.U(), dev)?,
+        s: Tensor::from_vec(s, m.min(n), dev)?,
+        vt: f32_to_tensor(svd.V().transpose(), dev)?,
+    })
+}
 
 /// Exact top-`rank` singular subspace of `a: [m, n]` on `side` (as galore-torch's
 /// `torch.linalg.svd(full_matrices=False)`: `U[:, :r]` for Left, `Vh[:r]^T` for Right).
 pub fn svd_subspace(a: &Tensor, rank: usize, side: Side) -> Result<Tensor> {
-    let _ = (a, rank, side);
-    unimplemented!("linalg helper implements this")
+    let op = "svd_subspace";
+    let a = validate::matrix_f32(op, a)?;
+    let (m, n) = a.dims2()?;
+    validate::rank(op, rank, m, n)?;
+    let svd = host_svd(op, &a)?;
+    let p = match side {
+        Side::Left => svd.U().subcols(0, rank),
+        Side::Right => svd.V().subcols(0, rank),
+    };
+    f32_to_tensor(p, a.device())
 }
 
 /// Relative residual `||A - P P^T A||_F / ||A||_F` (Right: `||A - A P P^T||_F / ||A||_F`);
-/// 0 for a zero `A`. The paper's Fig. 2b quantity.
+/// 0 for a zero `A`. The paper's Fig. 2b quantity. `p` must have orthonormal columns:
+/// `[m, r]` for Left, `[n, r]` for Right. Computed with f32 products on `a`'s device.
 pub fn subspace_residual(a: &Tensor, p: &Tensor, side: Side) -> Result<f32> {
-    let _ = (a, p, side);
-    unimplemented!("linalg helper implements this")
+    let op = "subspace_residual";
+    let a = validate::matrix_f32(op, a)?;
+    let p = validate::matrix_f32(op, p)?;
+    let (m, n) = a.dims2()?;
+    let (pr, _) = p.dims2()?;
+    let want = match side {
+        Side::Left => m,
+        Side::Right => n,
+    };
+    if pr != want {
+        return Err(LinalgError::Shape {
+            op,
+            msg: format!(
+                "projector has {pr} rows, expected {want} for {side:?} side of [{m}, {n}]"
+            ),
+        });
+    }
+    validate::finite(op, &a)?;
+    validate::finite(op, &p)?;
+    let norm_a = frobenius(&a)?;
+    if norm_a == 0.0 {
+        return Ok(0.0);
+    }
+    let d = match side {
+        Side::Left => (&a - p.matmul(&p.t()?.matmul(&a)?)?)?, // [m, r] x [r, n]
+        Side::Right => (&a - a.matmul(&p)?.matmul(&p.t()?)?)?, // [m, r] x [r, n]
+    };
+    Ok((frobenius(&d)? / norm_a) as f32)
+}
+
+/// Frobenius norm, summed in two stages (rows, then the row sums) for accuracy and for GPUs.
+fn frobenius(a: &Tensor) -> Result<f64> {
+    let s = a.sqr()?.sum_keepdim(1)?.sum_all()?.to_scalar::<f32>()?;
+    Ok((s as f64).sqrt())
+}
+
+fn host_svd(op: &'static str, a: &Tensor) -> Result<faer::linalg::solvers::Svd<f32>> {
+    validate::finite(op, a)?;
+    let h: Mat<f32> = to_mat_f32(a)?;
+    h.thin_svd().map_err(|e| LinalgError::NoConvergence {
+        op,
+        msg: format!("faer thin SVD: {e:?}"),
+    })
 }
