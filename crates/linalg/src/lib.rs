@@ -8,6 +8,14 @@
 //! - [`svd`]: exact thin SVD and the exact top-r subspace (GaLore's projector).
 //! - [`rng`]: seeded, serializable random numbers.
 //!
+//! Dtype policy: the working precision is f32 (galore-torch calls `.float()` before its SVD).
+//! f16/bf16/f64 inputs are converted to f32 and results are f32; integer dtypes are rejected.
+//! NaN/Inf inputs, rank 0, rank > min(m, n) and non-2-D inputs are typed [`LinalgError`]s.
+//! Zero and rank-deficient inputs give orthonormal projectors (completed deterministically).
+//!
+//! Devices: everything is candle ops plus host copies of small factors, so the same code runs on
+//! CUDA (`cuda` feature); only [`svd`] copies the whole matrix to the host (faer), for now.
+//!
 //! Conventions: a matrix `A` is `[m, n]`; a projector for [`Side::Right`] is `P: [n, r]` with
 //! orthonormal columns (`R = A P`), for [`Side::Left`] `P: [m, r]` (`R = P^T A`).
 
