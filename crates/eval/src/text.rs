@@ -121,7 +121,7 @@ mod tests {
     fn split_matches_python_whitespace_set() {
         assert_eq!(
             py_split(" a\u{1c}b\u{a0}c\u{2003}d\t\ne "),
-            vec!["a", "b", "c", "d"]
+            vec!["a", "b", "c", "d", "e"]
         );
         // U+200B (zero width space) is not whitespace for Python.
         assert_eq!(py_split("a\u{200b}b"), vec!["a\u{200b}b"]);
