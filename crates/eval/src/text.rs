@@ -96,11 +96,11 @@ impl<K: Hash + Eq + Clone> OrderedCounter<K> {
 
 /// All n-grams of orders `min_n..=max_n` of `tokens`, order by order (as sacrebleu and
 /// pycocoevalcap enumerate them), counted.
-pub fn ngram_counts<'a, T: Hash + Eq>(
-    tokens: &'a [T],
+pub fn ngram_counts<T: Hash + Eq>(
+    tokens: &[T],
     min_n: usize,
     max_n: usize,
-) -> OrderedCounter<&'a [T]> {
+) -> OrderedCounter<&[T]> {
     let mut c = OrderedCounter::new();
     for n in min_n..=max_n {
         if n == 0 || n > tokens.len() {
