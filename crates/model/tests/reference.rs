@@ -322,3 +322,26 @@ fn segmented_backward_equals_whole_graph() {
         }
     }
 }
+
+/// RoPE inverse frequencies and cos/sin tables at far positions (up to 127) equal transformers'
+/// `rotary_emb` for plain, linear and llama3 scaling. Both sides form the angle as one f32
+/// product and take cos/sin in f32 (1 ulp apart at most): 1e-5 absolute.
+#[test]
+fn reference_rope_tables_all_scalings() {
+    for case in ["tied_gqa", "untied_linear", "llama3_headdim"] {
+        let r = reference(case);
+        let cfg =
+            crosslore_model::LlamaConfig::from_file(&fixture(case).join("config.json")).unwrap();
+        let rope = crosslore_model::rope::Rope::new(&cfg);
+        let inv = Tensor::new(rope.inv_freq(), &Device::Cpu).unwrap();
+        assert_close(&format!("{case} inv_freq"), &inv, &r["rope_inv_freq"], 1e-6);
+        let pos: Vec<u32> = r["rope_positions"]
+            .to_dtype(DType::U32)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let (cos, sin) = rope.cos_sin(&pos, &Device::Cpu, DType::F32).unwrap();
+        assert_close(&format!("{case} cos"), &cos, &r["rope_cos"], 1e-5);
+        assert_close(&format!("{case} sin"), &sin, &r["rope_sin"], 1e-5);
+    }
+}
