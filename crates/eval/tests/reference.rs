@@ -22,10 +22,12 @@ use serde_json::Value;
 const REL: f64 = 1e-12;
 const ABS: f64 = 1e-12;
 
+/// Fixture directory: `tests/fixtures`, or `$CROSSLORE_EVAL_FIXTURES` (e.g. a `--fuzz` set).
 fn load(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let dir = std::env::var_os("CROSSLORE_EVAL_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"));
+    let path = dir.join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON {}: {e}", path.display()))
