@@ -6,8 +6,9 @@
 //! multiplied by 10. Corpus CIDEr-D is the mean over examples.
 //!
 //! Tokens: Python `str.split()` of the given strings (pycocoevalcap's `CiderScorer` input). The
-//! E2E script first runs the Java PTB tokenizer, which is not reproduced here: pre-tokenize (and
-//! lowercase) the strings yourself for a like-for-like E2E number.
+//! full COCO/E2E pipeline first runs Stanford's Java `PTBTokenizer -lowerCase` and drops
+//! punctuation tokens (`. ? ! , : ; - -- ... ' '' \` \`\``, brackets); that step is not
+//! reproduced here: pre-tokenize and lowercase the strings for a like-for-like E2E number.
 //!
 //! As in pycocoevalcap, the "length" in the penalty is the number of *bigrams* of a sentence
 //! (its code adds term frequencies where `len(ngram) - 1 == 1`); kept for equality.
