@@ -147,6 +147,7 @@ pub struct CrossLoreAdamW {
     residual_targets: Vec<Regex>,
     params: Vec<(String, Var)>,
     states: BTreeMap<String, CrossState>,
+    shapes: BTreeMap<String, Vec<usize>>,
     hook: Option<RefreshHook>,
 }
 
@@ -172,6 +173,7 @@ impl CrossLoreAdamW {
             residual_targets,
             params: Vec::new(),
             states: BTreeMap::new(),
+            shapes: BTreeMap::new(),
             hook: None,
         })
     }
@@ -414,6 +416,7 @@ impl ParamOptimizer for CrossLoreAdamW {
             residual_applied,
         };
         st.low = adv.state;
+        self.shapes.insert(name.to_string(), var.dims().to_vec());
         self.states.insert(name.to_string(), st);
         Ok(info)
     }
@@ -439,13 +442,7 @@ impl ParamOptimizer for CrossLoreAdamW {
             if let Some(sp) = sparse {
                 tensors.extend(sp.to_tensors(&format!("{name}/")));
             }
-            let shape = self
-                .params
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.dims().to_vec())
-                .or_else(|| sparse.map(|sp| vec![sp.shape().0, sp.shape().1]))
-                .unwrap_or_default();
+            let shape = self.shapes.get(name).cloned().unwrap_or_default();
             params.insert(
                 name.clone(),
                 CrossParamMeta {
@@ -484,11 +481,13 @@ impl ParamOptimizer for CrossLoreAdamW {
                     if p.residual {
                         let (rows, cols) = match p.low_rank.shape.as_slice() {
                             &[m, n] => (m, n),
-                            other => return Err(OptimError::State {
-                                msg: format!(
+                            other => {
+                                return Err(OptimError::State {
+                                    msg: format!(
                                     "`{name}`: residual state for a parameter of shape {other:?}"
                                 ),
-                            }),
+                                })
+                            }
                         };
                         let sp = SparseResidual::from_tensors(
                             &tensors,
@@ -506,6 +505,7 @@ impl ParamOptimizer for CrossLoreAdamW {
                 }
                 _ => None,
             };
+            o.shapes.insert(name.clone(), p.low_rank.shape.clone());
             o.states.insert(
                 name,
                 CrossState {
