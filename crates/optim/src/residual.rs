@@ -42,6 +42,30 @@ pub const DM_KEY: &str = "residual.dm";
 /// Key of `dV` in a saved state.
 pub const DV_KEY: &str = "residual.dv";
 
+/// What the two per-position state vectors hold and how `delta` is formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResidualMode {
+    /// Paper Alg. 2 exactly (DESIGN.md §1.2 item 3): the state is the moment residuals
+    /// `dM`, `dV` (Eq. 9, zero at selection) and
+    /// `delta = (dM/(1-b1^t)) / (sqrt(max(vhat + dV/(1-b2^t), 0)) + eps)`,
+    /// `vhat = project_back(V')[L] / (1-b2^t)`. Caveat: `project_back(V')` is not elementwise
+    /// nonnegative (P has signed entries), so the square root's argument is clipped at about half
+    /// of the positions, where `delta = dM/(1-b1^t)/eps` becomes very large (see
+    /// `scripts/residual_variants_study.py`).
+    #[default]
+    Paper,
+    /// Beyond the paper: the state is the full AdamW moments at `L`,
+    /// `M_L = b1 M_L + (1-b1) G[L]`, `V_L = b2 V_L + (1-b2) G[L]^2`, initialised at selection
+    /// from the low-rank moments (`project_back(M')[L]` and `(V' (P o P)^T)[L]` resp.
+    /// `((P o P) V')[L]`, a nonnegative estimate of `E[Ghat^2]`), and `delta` is the full AdamW
+    /// update at `L` minus the low-rank GaLore update at `L`, both in galore-torch's form:
+    /// `delta = sqrt(1-b2^t)/(1-b1^t) * (M_L/(sqrt(V_L)+eps) - project_back(M'/(sqrt(V')+eps))[L])`.
+    /// Applied with the same `lr * scale`, the weight entries at `L` then follow full-rank AdamW.
+    /// Same memory (`12 |L|` bytes).
+    TrackedMoments,
+}
+
 /// Configuration of the sparsely coded residual (paper Sec. 4.2.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResidualConfig {
@@ -55,6 +79,9 @@ pub struct ResidualConfig {
     /// fixed). Residual values at positions kept in the new `L` are carried over, new positions
     /// start at 0.
     pub refresh_index_on_projection: bool,
+    /// Paper formula (default) or tracked full moments at `L` (see [`ResidualMode`]).
+    #[serde(default)]
+    pub mode: ResidualMode,
 }
 
 impl Default for ResidualConfig {
@@ -63,6 +90,7 @@ impl Default for ResidualConfig {
             ratio: 0.012,
             warmup_steps: None,
             refresh_index_on_projection: false,
+            mode: ResidualMode::Paper,
         }
     }
 }
@@ -191,6 +219,12 @@ fn sampled_back(side: Side, p: &Tensor, x: &Tensor, idx: &Tensor) -> Result<Tens
     sampled_product(&a, &b, idx)
 }
 
+/// `(project_back with P o P)(x)[L]`: `(X (P o P)^T)[L]` (Right) or `((P o P) X)[L]` (Left),
+/// elementwise nonnegative for a nonnegative `x` such as `V'`.
+fn sampled_back_sq(side: Side, p: &Tensor, x: &Tensor, idx: &Tensor) -> Result<Tensor> {
+    sampled_back(side, &p.to_dtype(DType::F32)?.sqr()?, x, idx)
+}
+
 fn shape_err(what: &str, expected: String, got: &Tensor) -> OptimError {
     OptimError::Shape {
         param: format!("sparse residual: {what}"),
@@ -240,9 +274,10 @@ pub fn index_len(ratio: f64, total: usize) -> usize {
 pub struct SparseResidual {
     /// Sorted u32 flat indices `i * cols + j`, `[|L|]`.
     index: Tensor,
-    /// First-moment residual `dM` at `L`, f32 `[|L|]`.
+    /// First-moment state at `L`, f32 `[|L|]`: the residual `dM` ([`ResidualMode::Paper`]) or
+    /// the full first moment `M_L` ([`ResidualMode::TrackedMoments`]).
     dm: Tensor,
-    /// Second-moment residual `dV` at `L`, f32 `[|L|]`.
+    /// Second-moment state at `L`, f32 `[|L|]`: `dV` or `V_L` (as `dm`).
     dv: Tensor,
     rows: usize,
     cols: usize,
@@ -395,28 +430,80 @@ impl SparseResidual {
         Ok(())
     }
 
-    /// Re-selects `L` from the current `M'` (option `refresh_index_on_projection`), carrying
-    /// `dM`, `dV` over at positions kept, zero at new ones.
-    pub fn reselect(
+    /// [`Self::select`] from this step's low-rank state, with the initial state of `mode`
+    /// (zeros for [`ResidualMode::Paper`], the reconstructed moments at `L` for
+    /// [`ResidualMode::TrackedMoments`]).
+    pub fn select_for(lr: &LowRank<'_>, ratio: f64, mode: ResidualMode) -> Result<Self> {
+        let mut s = Self::select(lr.m, lr.p, lr.side, ratio)?;
+        check_lowrank(lr, s.rows, s.cols)?;
+        if mode == ResidualMode::TrackedMoments && !s.is_empty() {
+            s.dm = sampled_back(lr.side, lr.p, lr.m, &s.index)?;
+            s.dv = sampled_back_sq(lr.side, lr.p, lr.v, &s.index)?.relu()?;
+        }
+        Ok(s)
+    }
+
+    /// [`ResidualMode::TrackedMoments`] step: updates the full moments at `L` with `G[L]` and
+    /// returns `delta: [|L|]` = full AdamW update at `L` minus the low-rank GaLore update at `L`
+    /// (formula in [`ResidualMode::TrackedMoments`]). On error the state is unchanged.
+    pub fn update_tracked(
         &mut self,
-        m_lowrank: &Tensor,
-        p: &Tensor,
-        side: Side,
-        ratio: f64,
-    ) -> Result<()> {
-        let mut new = Self::select(m_lowrank, p, side, ratio)?;
+        g: &Tensor,
+        lr: &LowRank<'_>,
+        h: &AdamHyper,
+    ) -> Result<Tensor> {
+        if g.dims() != [self.rows, self.cols] {
+            return Err(shape_err(
+                "gradient",
+                format!("[{}, {}]", self.rows, self.cols),
+                g,
+            ));
+        }
+        check_lowrank(lr, self.rows, self.cols)?;
+        if self.is_empty() {
+            return Ok(Tensor::zeros(0, DType::F32, self.index.device())?);
+        }
+        let g_l = g
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .index_select(&self.index, 0)?; // [|L|]
+        let (b1, b2) = (h.beta1, h.beta2);
+        let m = self.dm.affine(b1, 0.0)?.add(&g_l.affine(1.0 - b1, 0.0)?)?;
+        let v = self
+            .dv
+            .affine(b2, 0.0)?
+            .add(&g_l.sqr()?.affine(1.0 - b2, 0.0)?)?;
+        // GaLore's normalized low-rank direction N = M' / (sqrt(V') + eps), thin.
+        let n_low =
+            lr.m.to_dtype(DType::F32)?
+                .div(&lr.v.to_dtype(DType::F32)?.sqrt()?.affine(1.0, h.eps)?)?;
+        let low_l = sampled_back(lr.side, lr.p, &n_low, &self.index)?; // [|L|]
+        let full_l = m.div(&v.sqrt()?.affine(1.0, h.eps)?)?; // [|L|]
+        let t = h.t.min(i32::MAX as u64) as i32;
+        let step = (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t));
+        let delta = full_l.sub(&low_l)?.affine(step, 0.0)?;
+        self.dm = m;
+        self.dv = v;
+        Ok(delta)
+    }
+
+    /// Re-selects `L` from this step's `M'` (option `refresh_index_on_projection`), carrying the
+    /// state over at positions kept; new positions start as in [`Self::select_for`].
+    pub fn reselect(&mut self, lr: &LowRank<'_>, ratio: f64, mode: ResidualMode) -> Result<()> {
+        let mut new = Self::select_for(lr, ratio, mode)?;
         if (new.rows, new.cols) != (self.rows, self.cols) {
             return Err(shape_err(
                 "moment M' at re-selection",
                 format!("a reconstruction of [{}, {}]", self.rows, self.cols),
-                m_lowrank,
+                lr.m,
             ));
         }
         let old_idx: Vec<u32> = self.index.to_vec1()?;
         let old_dm: Vec<f32> = self.dm.to_vec1()?;
         let old_dv: Vec<f32> = self.dv.to_vec1()?;
         let new_idx: Vec<u32> = new.index.to_vec1()?;
-        let (mut dm, mut dv) = (vec![0f32; new_idx.len()], vec![0f32; new_idx.len()]);
+        let mut dm: Vec<f32> = new.dm.to_vec1()?;
+        let mut dv: Vec<f32> = new.dv.to_vec1()?;
         let mut o = 0;
         for (k, &i) in new_idx.iter().enumerate() {
             while o < old_idx.len() && old_idx[o] < i {
@@ -454,12 +541,12 @@ impl SparseResidual {
         &self.index
     }
 
-    /// `dM` at `L`, f32 `[|L|]`.
+    /// First-moment state at `L` (`dM` or `M_L`, see [`ResidualMode`]), f32 `[|L|]`.
     pub fn dm(&self) -> &Tensor {
         &self.dm
     }
 
-    /// `dV` at `L`, f32 `[|L|]`.
+    /// Second-moment state at `L` (`dV` or `V_L`), f32 `[|L|]`.
     pub fn dv(&self) -> &Tensor {
         &self.dv
     }
@@ -575,24 +662,23 @@ impl ResidualState {
         h: &AdamHyper,
         refreshed: bool,
     ) -> Result<Option<Tensor>> {
+        let (ratio, mode) = (self.config.ratio, self.config.mode);
         match &mut self.sparse {
             None => {
                 if h.t >= self.warmup as u64 {
-                    self.sparse = Some(SparseResidual::select(
-                        lr.m,
-                        lr.p,
-                        lr.side,
-                        self.config.ratio,
-                    )?);
+                    self.sparse = Some(SparseResidual::select_for(lr, ratio, mode)?);
                 }
                 Ok(None)
             }
             Some(s) => {
                 if refreshed && self.config.refresh_index_on_projection {
                     // The new `L` serves this step already, so `delta` matches `s.index()`.
-                    s.reselect(lr.m, lr.p, lr.side, self.config.ratio)?;
+                    s.reselect(lr, ratio, mode)?;
                 }
-                Ok(Some(s.update(g, lr, h)?))
+                Ok(Some(match mode {
+                    ResidualMode::Paper => s.update(g, lr, h)?,
+                    ResidualMode::TrackedMoments => s.update_tracked(g, lr, h)?,
+                }))
             }
         }
     }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, IndexOp, Tensor};
 use crosslore_linalg::Side;
-use crosslore_optim::residual::{AdamHyper, LowRank, ResidualConfig, ResidualState};
+use crosslore_optim::residual::{AdamHyper, LowRank, ResidualConfig, ResidualMode, ResidualState};
 
 fn fixture() -> HashMap<String, Tensor> {
     let path = concat!(
@@ -14,7 +14,7 @@ fn fixture() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(path, &Device::Cpu).unwrap()
 }
 
-fn check_side(d: &HashMap<String, Tensor>, name: &str, side: Side) {
+fn check_side(d: &HashMap<String, Tensor>, name: &str, side: Side, mode: ResidualMode) {
     let get = |k: &str| d[&format!("{name}.{k}")].clone();
     let meta: Vec<i64> = get("meta").to_vec1().unwrap();
     let (steps, warmup) = (meta[3] as usize, meta[4] as usize);
@@ -23,6 +23,7 @@ fn check_side(d: &HashMap<String, Tensor>, name: &str, side: Side) {
         ratio,
         warmup_steps: Some(warmup),
         refresh_index_on_projection: false,
+        mode,
     };
     let mut st = ResidualState::new(&cfg, 200).unwrap();
     let (p, gs, rs, ms, vs, deltas) = (
@@ -79,9 +80,10 @@ fn check_side(d: &HashMap<String, Tensor>, name: &str, side: Side) {
     // Tolerance: the reference is float64 from the same f32 inputs. Where `vhat + dV/(1-b2^t)`
     // is clipped at 0 (many of these early-step positions) delta = dM/(1-b1^t)/eps with eps =
     // 1e-6, so the f32 rounding of dM (~1e-7 of |dG| ~ 1) is amplified to ~0.1 absolute on values
-    // of ~1e5: relative ~1e-6. Unclipped entries are ordinary f32 arithmetic. 1e-3 relative is a
-    // safe bound that still catches any formula error (those change entries by O(1) factors).
-    assert!(worst <= 1e-3, "{name}: worst relative delta error {worst}");
+    // of ~1e5: relative ~1e-6 (measured worst: ~1e-6). Unclipped entries are ordinary f32
+    // arithmetic. 1e-4 relative is a safe bound that still catches any formula error (those change entries by O(1) factors).
+    eprintln!("{name}: worst relative delta error {worst:.3e}");
+    assert!(worst <= 1e-4, "{name}: worst relative delta error {worst}");
     for k in ["dm", "dv"] {
         let got: Vec<f32> = (if k == "dm" { s.dm() } else { s.dv() }).to_vec1().unwrap();
         let want: Vec<f32> = get(k).to_vec1().unwrap();
@@ -96,10 +98,26 @@ fn check_side(d: &HashMap<String, Tensor>, name: &str, side: Side) {
 
 #[test]
 fn residual_reference_right_side() {
-    check_side(&fixture(), "right", Side::Right);
+    check_side(&fixture(), "right", Side::Right, ResidualMode::Paper);
 }
 
 #[test]
 fn residual_reference_left_side() {
-    check_side(&fixture(), "left", Side::Left);
+    check_side(&fixture(), "left", Side::Left, ResidualMode::Paper);
+}
+
+#[test]
+fn residual_reference_tracked_moments() {
+    check_side(
+        &fixture(),
+        "right_tracked",
+        Side::Right,
+        ResidualMode::TrackedMoments,
+    );
+    check_side(
+        &fixture(),
+        "left_tracked",
+        Side::Left,
+        ResidualMode::TrackedMoments,
+    );
 }

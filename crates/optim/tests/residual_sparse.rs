@@ -1,11 +1,13 @@
 //! Sparse residual (paper Alg. 2) against dense computations written here from the formulas, in
-//! f64 on the host (an independent code path from the sampled f32 candle implementation).
+//! f64 on the host (an independent code path from the sampled f32 candle implementation), for
+//! both [`ResidualMode`]s.
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use crosslore_linalg::{Rng, Side};
 use crosslore_optim::residual::{
-    index_len, sampled_product, AdamHyper, LowRank, ResidualConfig, ResidualState, SparseResidual,
+    index_len, sampled_product, AdamHyper, LowRank, ResidualConfig, ResidualMode, ResidualState,
+    SparseResidual,
 };
 use crosslore_optim::OptimError;
 
@@ -425,6 +427,10 @@ fn zero_gradient_gives_zero_delta_without_nan() {
             };
             let d: Vec<f32> = s.update(&g, &lr, &h).unwrap().to_vec1().unwrap();
             assert!(d.iter().all(|&x| x == 0.0), "{d:?}");
+            let mut tr =
+                SparseResidual::select_for(&lr, 0.25, ResidualMode::TrackedMoments).unwrap();
+            let d: Vec<f32> = tr.update_tracked(&g, &lr, &h).unwrap().to_vec1().unwrap();
+            assert!(d.iter().all(|&x| x == 0.0), "tracked: {d:?}");
         }
     }
 }
@@ -573,6 +579,7 @@ fn state_schedule_warmup_select_update_and_reselect() {
         ratio: 0.1,
         warmup_steps: Some(2),
         refresh_index_on_projection: true,
+        mode: ResidualMode::Paper,
     };
     let mut st = ResidualState::new(&cfg, 100).unwrap();
     assert_eq!(st.warmup(), 2);
@@ -660,7 +667,8 @@ fn reselect_carries_over_kept_positions() {
     let mo2 = mo
         .add(&randn(&mut rng, m, r).affine(0.5, 0.0).unwrap())
         .unwrap();
-    s.reselect(&mo2, &p, Side::Right, 0.3).unwrap();
+    let lr2 = LowRank { m: &mo2, ..lr };
+    s.reselect(&lr2, 0.3, ResidualMode::Paper).unwrap();
     let idx: Vec<u32> = s.index().to_vec1().unwrap();
     let dm: Vec<f32> = s.dm().to_vec1().unwrap();
     let mut kept = 0;
@@ -677,4 +685,154 @@ fn reselect_carries_over_kept_positions() {
         kept > 0 && kept < idx.len(),
         "test needs a partial overlap, kept {kept}"
     );
+}
+
+/// Dense f64 reference of [`ResidualMode::TrackedMoments`]: full AdamW moments over the whole
+/// matrix, initialised from the low-rank moments, and the difference of the full AdamW update
+/// and GaLore's low-rank update (galore-torch eps placement).
+#[test]
+fn tracked_moments_match_dense_adamw_minus_galore() {
+    let mut rng = Rng::new(11);
+    for &(m, n, r, side) in &[(20, 9, 3, Side::Right), (9, 20, 3, Side::Left)] {
+        let p = match side {
+            Side::Right => randn(&mut rng, n, r),
+            Side::Left => randn(&mut rng, m, r),
+        };
+        let shape = if side == Side::Right { (m, r) } else { (r, n) };
+        let mut mo = Tensor::zeros(shape, DType::F32, &Device::Cpu).unwrap();
+        let mut vo = mo.clone();
+        let (b1, b2, eps) = (0.9, 0.99, 1e-6);
+        let mut st: Option<SparseResidual> = None;
+        let (mut fm, mut fv): (Mat, Mat) = (vec![], vec![]);
+        for t in 1..=6u64 {
+            let g = randn(&mut rng, m, n);
+            let rr = match side {
+                Side::Right => g.matmul(&p).unwrap(),
+                Side::Left => p.t().unwrap().matmul(&g).unwrap(),
+            };
+            mo = mo
+                .affine(b1, 0.0)
+                .unwrap()
+                .add(&rr.affine(1.0 - b1, 0.0).unwrap())
+                .unwrap();
+            vo = vo
+                .affine(b2, 0.0)
+                .unwrap()
+                .add(&rr.sqr().unwrap().affine(1.0 - b2, 0.0).unwrap())
+                .unwrap();
+            let lr = LowRank {
+                side,
+                p: &p,
+                r: &rr,
+                m: &mo,
+                v: &vo,
+            };
+            let h = AdamHyper {
+                beta1: b1,
+                beta2: b2,
+                eps,
+                t,
+            };
+            let (ph, mh, vh, gh) = (host(&p), host(&mo), host(&vo), host(&g));
+            match st.as_mut() {
+                None => {
+                    st = Some(
+                        SparseResidual::select_for(&lr, 0.2, ResidualMode::TrackedMoments).unwrap(),
+                    );
+                    fm = back(side, &ph, &mh);
+                    let psq: Mat = ph
+                        .iter()
+                        .map(|row| row.iter().map(|x| x * x).collect())
+                        .collect();
+                    fv = back(side, &psq, &vh);
+                    let s = st.as_ref().unwrap();
+                    let idx: Vec<u32> = s.index().to_vec1().unwrap();
+                    let got: Vec<f32> = s.dv().to_vec1().unwrap();
+                    for (a, b) in got.iter().zip(gather(&fv, &idx)) {
+                        assert!((*a as f64 - b).abs() <= 1e-5 * b.abs().max(1.0), "init V_L");
+                    }
+                }
+                Some(s) => {
+                    let idx: Vec<u32> = s.index().to_vec1().unwrap();
+                    let got: Vec<f32> = s.update_tracked(&g, &lr, &h).unwrap().to_vec1().unwrap();
+                    let ti = t as i32;
+                    let step = (1.0 - b2.powi(ti)).sqrt() / (1.0 - b1.powi(ti));
+                    let nlow: Mat = mh
+                        .iter()
+                        .zip(&vh)
+                        .map(|(a, b)| a.iter().zip(b).map(|(x, y)| x / (y.sqrt() + eps)).collect())
+                        .collect();
+                    let low = back(side, &ph, &nlow);
+                    let mut want = vec![vec![0.0; n]; m];
+                    for i in 0..m {
+                        for j in 0..n {
+                            fm[i][j] = b1 * fm[i][j] + (1.0 - b1) * gh[i][j];
+                            fv[i][j] = b2 * fv[i][j] + (1.0 - b2) * gh[i][j] * gh[i][j];
+                            want[i][j] = step * (fm[i][j] / (fv[i][j].sqrt() + eps) - low[i][j]);
+                        }
+                    }
+                    // f32 vs f64: all terms are O(1) (|M|/sqrt(V) <= ~1/sqrt(1-b2) here), the
+                    // low-rank part sums r = 3 products; 1e-4 absolute+relative is ~100x the
+                    // f32 rounding, while any formula change moves entries by O(0.1..1).
+                    for (a, b) in got.iter().zip(gather(&want, &idx)) {
+                        assert!(
+                            (*a as f64 - b).abs() <= 1e-4 * b.abs().max(1.0),
+                            "{side:?} t={t}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// With a projector spanning the whole space the low-rank GaLore update is already full AdamW,
+/// so the tracked residual is exactly zero (same f32 operations on both sides).
+#[test]
+fn tracked_moments_full_space_gives_zero_delta() {
+    let mut rng = Rng::new(12);
+    let (m, n) = (6, 5);
+    let p = identity(n);
+    let mut mo = Tensor::zeros((m, n), DType::F32, &Device::Cpu).unwrap();
+    let mut vo = mo.clone();
+    let cfg = ResidualConfig {
+        ratio: 0.5,
+        warmup_steps: Some(1),
+        refresh_index_on_projection: false,
+        mode: ResidualMode::TrackedMoments,
+    };
+    let mut st = ResidualState::new(&cfg, 10).unwrap();
+    for t in 1..=4u64 {
+        let g = randn(&mut rng, m, n);
+        let rr = g.matmul(&p).unwrap();
+        mo = mo
+            .affine(0.9, 0.0)
+            .unwrap()
+            .add(&rr.affine(0.1, 0.0).unwrap())
+            .unwrap();
+        vo = vo
+            .affine(0.999, 0.0)
+            .unwrap()
+            .add(&rr.sqr().unwrap().affine(1.0 - 0.999, 0.0).unwrap())
+            .unwrap();
+        let lr = LowRank {
+            side: Side::Right,
+            p: &p,
+            r: &rr,
+            m: &mo,
+            v: &vo,
+        };
+        let h = AdamHyper {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-6,
+            t,
+        };
+        if let Some(d) = st.step(&g, &lr, &h, false).unwrap() {
+            let d: Vec<f32> = d.to_vec1().unwrap();
+            assert_eq!(d.len(), 15);
+            assert!(d.iter().all(|x| x.abs() <= 1e-6), "t={t}: {d:?}");
+        }
+    }
+    assert!(st.sparse().is_some());
 }
