@@ -8,7 +8,7 @@
 //! | METEOR (exact + Porter stem, **no WordNet synonyms**) | [`meteor`] | nltk 3.9.1 `meteor_score` |
 //! | ROUGE-1/2/L/Lsum (P, R, F; optional stemming) | [`rouge`] | rouge-score 0.1.2 |
 //! | CIDEr-D (n = 4, sigma = 6) | [`cider`] | pycocoevalcap 1.2 (E2E challenge) |
-//! | accuracy with answer extraction | [`accuracy`] | spec in the module docs |
+//! | accuracy with answer extraction | [`accuracy`](mod@accuracy) | spec in the module docs |
 //!
 //! Corpus entry point: [`score_corpus`] with [`Metric`]s; `refs[i]` holds the references of
 //! hypothesis `i` (one or more).
