@@ -2,14 +2,13 @@
 //! from candle ops that have a backward, organised as blocks (embedding, decoder layers, final)
 //! for segmented (layerwise) backward; LoRA and DoRA adapters; HF folder loading and export.
 
+pub mod adapter_io;
 pub mod block;
 pub mod config;
 pub mod ctx;
 pub mod dora;
 pub mod error;
 pub mod export;
-pub mod fetch;
-pub mod gguf;
 pub mod layer;
 pub mod linear;
 pub mod loader;
@@ -18,7 +17,6 @@ pub mod loss;
 pub mod model;
 pub mod ops;
 pub mod rope;
-pub mod tokenizer;
 pub mod weight;
 
 pub use block::{Block, EmbeddingBlock, FinalBlock};
