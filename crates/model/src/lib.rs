@@ -9,6 +9,8 @@ pub mod ctx;
 pub mod dora;
 pub mod error;
 pub mod export;
+pub mod fetch;
+pub mod gguf;
 pub mod layer;
 pub mod linear;
 pub mod loader;
@@ -17,6 +19,7 @@ pub mod loss;
 pub mod model;
 pub mod ops;
 pub mod rope;
+pub mod tokenizer;
 pub mod weight;
 
 pub use block::{Block, EmbeddingBlock, FinalBlock};
