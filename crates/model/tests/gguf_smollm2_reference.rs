@@ -215,3 +215,83 @@ fn smollm2_tokenizer_json_round_trip() {
         m.tokenizer.encode(text, false).unwrap().get_ids()
     );
 }
+
+/// End to end with the model helper's `Llama` (crate::model): SmolLM2 from the GGUF continues
+/// "The capital of France is" greedily exactly as transformers does (starting with " Paris"), and
+/// the mean NLL of a fixed paragraph matches transformers' within 1e-3 relative (issue 3; f32
+/// forward on both sides, differences come only from op order).
+#[test]
+fn smollm2_greedy_and_nll_reference() {
+    use crosslore_model::{Llama, LlamaConfig, LoadOptions, Training};
+    let want = json("smollm2_reference.json");
+    let m = load_llama(model_path(), &Device::Cpu, DType::F32).unwrap();
+    let config = LlamaConfig::from_json_value(m.config.clone(), "SmolLM2 GGUF").unwrap();
+    let opts = LoadOptions {
+        training: Training::Frozen,
+        ..LoadOptions::default()
+    };
+    let llama = Llama::from_tensors(config, m.tensors, &opts).unwrap();
+    let logits_of = |ids: &[u32]| -> Tensor {
+        let x = Tensor::new(ids, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        // [1, seq, vocab] -> [seq, vocab]
+        llama.forward(&x, None).unwrap().squeeze(0).unwrap()
+    };
+
+    // greedy continuation, recomputing the whole prefix each step
+    let mut ids = u32s(&want["greedy"]["prompt_ids"]);
+    let n_prompt = ids.len();
+    let last = logits_of(&ids).get(n_prompt - 1).unwrap();
+    let last: Vec<f32> = last.to_vec1().unwrap();
+    for (i, e) in f64s(&want["greedy"]["last_logits_first16"])
+        .iter()
+        .enumerate()
+    {
+        assert!(
+            (last[i] as f64 - e).abs() <= 1e-3 * e.abs().max(1.0),
+            "logit {i}: {} vs {e}",
+            last[i]
+        );
+    }
+    let want_new = u32s(&want["greedy"]["new_ids"]);
+    for _ in 0..want_new.len() {
+        let l = logits_of(&ids);
+        let next = l
+            .get(ids.len() - 1)
+            .unwrap()
+            .argmax(0)
+            .unwrap()
+            .to_scalar::<u32>()
+            .unwrap();
+        ids.push(next);
+    }
+    assert_eq!(&ids[n_prompt..], want_new.as_slice());
+    let text = m.tokenizer.decode(&ids[n_prompt..], false).unwrap();
+    assert!(text.starts_with(" Paris"), "{text:?}");
+
+    // mean NLL of the paragraph
+    let pids = u32s(&want["perplexity"]["ids"]);
+    let logits = logits_of(&pids);
+    let n = pids.len() - 1;
+    let lsm = candle_nn::ops::log_softmax(&logits.narrow(0, 0, n).unwrap(), 1).unwrap();
+    let target = Tensor::new(&pids[1..], &Device::Cpu)
+        .unwrap()
+        .unsqueeze(1)
+        .unwrap();
+    let nll = lsm
+        .gather(&target, 1)
+        .unwrap()
+        .neg()
+        .unwrap()
+        .mean_all()
+        .unwrap();
+    let nll = nll.to_scalar::<f32>().unwrap() as f64;
+    let e = want["perplexity"]["mean_nll"].as_f64().unwrap();
+    assert!(
+        gguf_common::rel(nll, e, 1e-12) <= 1e-3,
+        "mean NLL {nll} vs transformers {e}"
+    );
+    eprintln!("SmolLM2 GGUF: mean NLL {nll:.6} (transformers {e:.6}), continuation {text:?}");
+}
