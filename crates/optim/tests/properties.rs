@@ -288,6 +288,7 @@ fn save_load_roundtrip_is_bit_identical_crosslore() -> Result<()> {
     let mut cfg = crosslore_cfg(3, 4, 0.1, 2);
     cfg.warm_start = true;
     cfg.residual.refresh_index_on_projection = true;
+    cfg.galore.reproject_moments = true;
     let opt = CrossLoreAdamW::with_params(params.clone(), cfg)?;
     roundtrip(opt, params)
 }
@@ -546,5 +547,30 @@ fn crosslore_at_ratio_zero_with_galore_projectors_is_galore() -> Result<()> {
     for ((n, va), (_, vb)) in params.iter().zip(&copy) {
         assert_eq!(bits(va.as_tensor())?, bits(vb.as_tensor())?, "{n}");
     }
+    Ok(())
+}
+
+/// bf16 weights are updated in f32 and stored back in bf16; the state stays f32.
+#[test]
+fn bf16_weights_step_with_f32_state() -> Result<()> {
+    let mut rng = Rng::new(22);
+    let w = randn(&mut rng, &[12, 8])?;
+    let v16 = Var::from_tensor(&w.to_dtype(DType::BF16)?)?;
+    let v32 = Var::from_tensor(&w.to_dtype(DType::BF16)?.to_dtype(DType::F32)?)?;
+    let mut cfg = galore_cfg(3, 2);
+    cfg.groups = vec![GroupRule::projected("^w$", settings(3, 2))];
+    let (mut a, mut b) = (GaLoreAdamW::new(cfg.clone())?, GaLoreAdamW::new(cfg)?);
+    let g = randn(&mut rng, &[12, 8])?;
+    a.step_param("w", &v16, &g.to_dtype(DType::BF16)?)?;
+    b.step_param("w", &v32, &g.to_dtype(DType::BF16)?.to_dtype(DType::F32)?)?;
+    assert_eq!(v16.dtype(), DType::BF16);
+    let (m, _) = a.moments("w").ok_or_else(|| anyhow!("no moments"))?;
+    assert_eq!(m.dtype(), DType::F32);
+    let expect = v32
+        .as_tensor()
+        .to_dtype(DType::BF16)?
+        .to_dtype(DType::F32)?;
+    let got = v16.as_tensor().to_dtype(DType::F32)?;
+    assert_eq!(bits(&got)?, bits(&expect)?);
     Ok(())
 }
