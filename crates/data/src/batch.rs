@@ -276,15 +276,18 @@ impl BatchIter {
 
     /// The next batch; moves to the next epoch (with its own order) after the last one.
     pub fn next_batch(&mut self) -> Batch {
+        // At most this many examples fit in one batch (every example has >= 1 token).
+        let cap = match self.config.collate {
+            Collate::Pad => self.config.batch_size,
+            Collate::Pack => self.config.batch_size.saturating_mul(self.config.max_len),
+        };
         let rest: Vec<&Encoded> = self.order[self.position.index..]
             .iter()
+            .take(cap)
             .map(|&i| &self.examples[i])
             .collect();
         let (batch, used) = match self.config.collate {
-            Collate::Pad => {
-                let take = self.config.batch_size.min(rest.len());
-                (pad(&rest[..take], self.config.pad_id), take)
-            }
+            Collate::Pad => (pad(&rest, self.config.pad_id), rest.len()),
             Collate::Pack => pack(
                 &rest,
                 self.config.batch_size,

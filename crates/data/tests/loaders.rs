@@ -570,3 +570,71 @@ fn format_names_round_trip() {
         "{e}"
     );
 }
+
+#[test]
+fn formats_are_detected_from_fields() {
+    let cases: [(&str, &str, Format); 10] = [
+        (
+            "a.jsonl",
+            r#"{"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]}"#,
+            Format::Chat,
+        ),
+        (
+            "a.json",
+            r#"[{"instruction": "i", "input": "", "output": "o"}]"#,
+            Format::Alpaca,
+        ),
+        (
+            "a.jsonl",
+            r#"{"prompt": "p", "response": "r"}"#,
+            Format::PromptResponse,
+        ),
+        (
+            "a.jsonl",
+            r#"{"mr": "m", "references": ["r"]}"#,
+            Format::E2eNlg,
+        ),
+        (
+            "a.jsonl",
+            r#"{"question": "q", "options": ["1", "2"], "answer": "a"}"#,
+            Format::Mathqa,
+        ),
+        (
+            "a.json",
+            r#"[{"sQuestion": "q", "lSolutions": [1]}]"#,
+            Format::Mawps,
+        ),
+        (
+            "a.jsonl",
+            "{\"question\": \"q\", \"answer\": \"#### 1\"}",
+            Format::Gsm8k,
+        ),
+        (
+            "a.jsonl",
+            r#"{"article": "a", "highlights": "h"}"#,
+            Format::CnnDm,
+        ),
+        (
+            "a.jsonl",
+            r#"{"document": "d", "summary": "s"}"#,
+            Format::Xsum,
+        ),
+        ("a.csv", "mr,ref\n\"m\",r\n", Format::E2eCsv),
+    ];
+    for (name, text, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let (got, ex) = Format::load_detected(&path).unwrap();
+        assert_eq!(got, want, "{text}");
+        assert_eq!(ex.len(), 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("u.jsonl");
+    std::fs::write(&path, "\n{\"foo\": 1}").unwrap();
+    let msg = Format::load_detected(&path).unwrap_err().to_string();
+    assert!(
+        msg.contains("u.jsonl:2:") && msg.contains("cannot tell the format"),
+        "{msg}"
+    );
+}

@@ -37,7 +37,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Example>> {
                 .get("content")
                 .and_then(|v| v.as_str())
                 .ok_or_else(|| r.field_error(label("content"), "missing or not a string"))?;
-            let expected = if turns.len() % 2 == 0 {
+            let expected = if turns.len().is_multiple_of(2) {
                 Role::User
             } else {
                 Role::Assistant

@@ -6,6 +6,7 @@
 pub mod alpaca;
 pub mod chat;
 pub mod cnn_dm;
+pub mod detect;
 pub mod e2e_csv;
 pub mod e2e_nlg;
 pub mod gsm8k;
@@ -101,6 +102,13 @@ impl Format {
     pub fn load(self, path: &Path) -> Result<Vec<Example>> {
         let text = source::read_text(path)?;
         self.parse(path, &text)
+    }
+
+    /// Reads the file at `path`, guesses its format ([`detect::detect`]) and parses it.
+    pub fn load_detected(path: &Path) -> Result<(Format, Vec<Example>)> {
+        let text = source::read_text(path)?;
+        let format = detect::detect(path, &text)?;
+        Ok((format, format.parse(path, &text)?))
     }
 }
 
