@@ -138,7 +138,9 @@ impl LowRankState {
     /// galore-torch's refresh rule: projected, and no projector yet or `step % gap == 0`.
     pub fn needs_refresh(&self) -> bool {
         match &self.projection {
-            Some(s) => self.projector.is_none() || self.step % s.update_proj_gap as u64 == 0,
+            Some(s) => {
+                self.projector.is_none() || self.step.is_multiple_of(s.update_proj_gap as u64)
+            }
             None => false,
         }
     }

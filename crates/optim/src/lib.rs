@@ -1,10 +1,11 @@
 //! crosslore-optim: AdamW, GaLore and CrossLore optimizers with exact state save/load
 //! (DESIGN.md §1, §2).
 //!
-//! - [`adamw::AdamW`]: `torch.optim.AdamW`.
-//! - [`galore::GaLoreAdamW`]: `galore_torch.GaLoreAdamW` 1.0 (paper Alg. 1 with exact SVD).
-//! - [`crosslore::CrossLoreAdamW`]: GaLore + randomized subspace iteration + cross-head
-//!   projection + sparsely coded residual (paper Sec. 4, Alg. 2; DESIGN.md §1.2).
+//! - [`AdamW`](adamw::AdamW): `torch.optim.AdamW`.
+//! - [`GaLoreAdamW`](galore::GaLoreAdamW): `galore_torch.GaLoreAdamW` 1.0 (paper Alg. 1 with
+//!   exact SVD).
+//! - [`CrossLoreAdamW`](crosslore::CrossLoreAdamW): GaLore + randomized subspace iteration +
+//!   cross-head projection + sparsely coded residual (paper Sec. 4, Alg. 2; DESIGN.md §1.2).
 //!
 //! Every optimizer implements [`ParamOptimizer`] (one parameter at a time, for layerwise
 //! training loops) and [`candle_nn::Optimizer`] (all registered parameters from a `GradStore`).
@@ -112,7 +113,7 @@ pub(crate) fn check_grad(name: &str, var: &Var, grad: &Tensor) -> Result<Tensor>
         });
     }
     let g = grad.to_dtype(DType::F32)?;
-    let z = (&g - &g)?;
+    let z = g.sub(&g)?; // 0 where finite, NaN where NaN or +-Inf
     let z = if z.rank() >= 2 { z.sum_keepdim(0)? } else { z };
     let s = z.sum_all()?.to_scalar::<f32>()?;
     if !s.is_finite() {
