@@ -345,3 +345,25 @@ fn reference_rope_tables_all_scalings() {
         assert_close(&format!("{case} sin"), &sin, &r["rope_sin"], 1e-5);
     }
 }
+
+/// Greedy continuation equals transformers `generate(do_sample=False)` token for token (random
+/// tiny models have well-separated top logits; a tie within 1e-4 would show as a mismatch).
+#[test]
+fn reference_greedy_generation() {
+    for case in ["tied_gqa", "untied_linear", "llama3_headdim"] {
+        let r = reference(case);
+        let m = Llama::from_hf_folder(&fixture(case), &opts(Training::Frozen, DType::F32)).unwrap();
+        let prompt: Vec<u32> = r["greedy_prompt"]
+            .to_dtype(DType::U32)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let want: Vec<u32> = r["greedy_new"]
+            .to_dtype(DType::U32)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let got = m.generate_greedy(&prompt, want.len(), &[]).unwrap();
+        assert_eq!(got, want, "{case}");
+    }
+}
