@@ -350,7 +350,12 @@ pub fn generate_text(
 impl Llama {
     /// Append up to `max_new` greedily chosen tokens to `prompt` (KV-cached); stops after any id
     /// in `stop`, which is then the last returned token. Returns only the new tokens.
-    pub fn generate_greedy(&self, prompt: &[u32], max_new: usize, stop: &[u32]) -> Result<Vec<u32>> {
+    pub fn generate_greedy(
+        &self,
+        prompt: &[u32],
+        max_new: usize,
+        stop: &[u32],
+    ) -> Result<Vec<u32>> {
         let cfg = GenerateConfig {
             max_new_tokens: max_new,
             eos_ids: stop.to_vec(),
@@ -530,8 +535,8 @@ fn generate_batch(
         );
     }
     let ids = Tensor::from_vec(flat, (prompts.len(), len), dev)?; // [b, len]
-    // causal, and no row attends to its padding (a pad query row then sees only masked keys:
-    // uniform weights, finite, and never read by a real position)
+                                                                  // causal, and no row attends to its padding (a pad query row then sees only masked keys:
+                                                                  // uniform weights, finite, and never read by a real position)
     let ctx = step_context(model, &positions, len, |r, q, k| k > q || k < pads[r])?;
     let mut cache = KvCache::new(model.layers.len());
     let mut logits = cached_forward(model, &ids, &ctx, &mut cache)?;
