@@ -33,7 +33,7 @@ use crate::error::{OptimError, Result};
 /// Largest number of gathered f32 elements per factor per chunk in [`sampled_product`]
 /// (4 Mi elements = 16 MiB), so that the transient `[chunk, r]` gathers stay bounded even when
 /// `|L| * r` exceeds `m * n`.
-const SAMPLED_CHUNK_ELEMS: usize = 1 << 22;
+pub const SAMPLED_CHUNK_ELEMS: usize = 1 << 22;
 
 /// Keys of the residual tensors in a saved state (prefixed by the caller's parameter prefix).
 pub const INDEX_KEY: &str = "residual.index";
@@ -421,11 +421,11 @@ impl SparseResidual {
                 w,
             ));
         }
-        if self.len() == 0 {
+        if self.is_empty() {
             return Ok(());
         }
-        let src = delta.affine(-coef, 0.0)?.to_dtype(w.dtype())?; // [|L|]
-                                                                  // A contiguous reshape shares `w`'s storage, so the scatter writes into `w` itself.
+        // [|L|]; a contiguous reshape shares `w`'s storage, so the scatter writes into `w` itself.
+        let src = delta.affine(-coef, 0.0)?.to_dtype(w.dtype())?;
         w.flatten_all()?.scatter_add_set(&self.index, &src, 0)?;
         Ok(())
     }
