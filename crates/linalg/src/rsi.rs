@@ -67,20 +67,85 @@ pub fn rsi_subspace(
     validate::rank(op, rank, m, n)?;
     validate::finite(op, &a)?;
     let k = sketch_width(rank, cfg, m, n);
-    // The Right-side problem of `a_s: [m_s, n_s]`; for Left, `a_s = a^T` (a strided view).
-    let a_s = match side {
-        Side::Right => a.clone(),
-        Side::Left => a.t()?,
-    };
-    let (_, n_s) = a_s.dims2()?;
-    let omega = test_matrix(op, n_s, k, rng, warm, a.device())?; // [n_s, k]
-    let mut q = thin_qr(&a_s.matmul(&omega)?)?; // [m_s, k]
-    for _ in 0..cfg.power_iters {
-        let qz = thin_qr(&a_s.t()?.matmul(&q)?)?; // [n_s, k]
-        q = thin_qr(&a_s.matmul(&qz)?)?; // [m_s, k]
+    let saved = rng.clone();
+    match rsi_core(op, &a, rank, side, k, cfg, rng, warm) {
+        // `a` is finite (checked above), so a NaN/Inf downstream is an f32 overflow of a product
+        // (entries near f32::MAX): redo the same draw on `a / max|a|`, which has the same subspace.
+        Err(LinalgError::NonFinite { .. }) => {
+            *rng = saved;
+            let scaled = (&a / max_abs(&a)?)?;
+            rsi_core(op, &scaled, rank, side, k, cfg, rng, warm)
+        }
+        other => other,
     }
-    let bt = a_s.t()?.matmul(&q)?; // B^T = A^T Q: [n_s, k]
+}
+
+/// Largest `|a_ij|` (1 for a zero matrix, so that dividing by it is harmless).
+pub(crate) fn max_abs(a: &Tensor) -> Result<f64> {
+    let m = a.abs()?.max_keepdim(1)?.max_all()?.to_scalar::<f32>()? as f64;
+    Ok(if m > 0.0 { m } else { 1.0 })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rsi_core(
+    op: &'static str,
+    a: &Tensor,
+    rank: usize,
+    side: Side,
+    k: usize,
+    cfg: &RsiConfig,
+    rng: &mut Rng,
+    warm: Option<&Tensor>,
+) -> Result<Tensor> {
+    // The Right-side problem of `a_s: [m_s, n_s]`; for Left, `a_s = a^T` (never materialised).
+    let a_s = Operator {
+        a,
+        transposed: side == Side::Left,
+    };
+    let n_s = a_s.cols()?;
+    let omega = test_matrix(op, n_s, k, rng, warm, a.device())?; // [n_s, k]
+    let mut q = thin_qr(&a_s.mul(&omega)?)?; // [m_s, k]
+    for _ in 0..cfg.power_iters {
+        let qz = thin_qr(&a_s.t_mul(&q)?)?; // [n_s, k]
+        q = thin_qr(&a_s.mul(&qz)?)?; // [m_s, k]
+    }
+    let bt = a_s.t_mul(&q)?; // B^T = A^T Q: [n_s, k]
     top_right_of_tall(op, &bt, rank)
+}
+
+/// `a` (contiguous, `[m, n]`) or its transpose, applied to thin matrices. Products with a
+/// transposed big operand are formed as `(x^T a)^T` with `a` in its stored layout (measured ~15%
+/// faster with candle's CPU gemm than a transposed-view product; only `[k, *]` thin copies move).
+struct Operator<'a> {
+    a: &'a Tensor,
+    transposed: bool,
+}
+
+impl Operator<'_> {
+    fn cols(&self) -> Result<usize> {
+        let (m, n) = self.a.dims2()?;
+        Ok(if self.transposed { m } else { n })
+    }
+
+    /// `op(a) x` for `x: [cols, k]`.
+    fn mul(&self, x: &Tensor) -> Result<Tensor> {
+        product(self.a, self.transposed, x)
+    }
+
+    /// `op(a)^T x` for `x: [rows, k]`.
+    fn t_mul(&self, x: &Tensor) -> Result<Tensor> {
+        product(self.a, !self.transposed, x)
+    }
+}
+
+/// `a x` (`transposed = false`) or `a^T x` = `(x^T a)^T` (`transposed = true`); `a` contiguous.
+fn product(a: &Tensor, transposed: bool, x: &Tensor) -> Result<Tensor> {
+    if transposed {
+        let xt = x.t()?.contiguous()?; // [k, m]
+        Ok(xt.matmul(a)?.t()?.contiguous()?) // [k, n] -> [n, k]
+    } else {
+        Ok(a.matmul(x)?)
+    }
 }
 
 /// Exact top-`rank` subspace of a matrix that is SHORT on the other side (e.g. one attention

@@ -77,10 +77,18 @@ pub fn subspace_residual(a: &Tensor, p: &Tensor, side: Side) -> Result<f32> {
     }
     validate::finite(op, &a)?;
     validate::finite(op, &p)?;
-    let norm_a = frobenius(&a)?;
+    let mut norm_a = frobenius(&a)?;
     if norm_a == 0.0 {
         return Ok(0.0);
     }
+    let a = if norm_a.is_finite() {
+        a
+    } else {
+        // f32 overflow of the squares (entries near f32::MAX): the ratio is scale-invariant.
+        let scaled = (&a / crate::rsi::max_abs(&a)?)?;
+        norm_a = frobenius(&scaled)?;
+        scaled
+    };
     let d = match side {
         Side::Left => (&a - p.matmul(&p.t()?.matmul(&a)?)?)?, // [m, r] x [r, n]
         Side::Right => (&a - a.matmul(&p)?.matmul(&p.t()?)?)?, // [m, r] x [r, n]

@@ -6,7 +6,8 @@
 use crate::{LinalgError, Result};
 use candle_core::{DType, Tensor};
 
-/// `a` as a 2-D f32 tensor (converted from another float dtype), or a typed error.
+/// `a` as a 2-D f32 tensor (converted from another float dtype), or a typed error. A strided view
+/// (e.g. a column slice) is made contiguous, so that every device's matmul accepts it.
 pub(crate) fn matrix_f32(op: &'static str, a: &Tensor) -> Result<Tensor> {
     if a.rank() != 2 {
         return Err(LinalgError::Shape {
@@ -15,8 +16,8 @@ pub(crate) fn matrix_f32(op: &'static str, a: &Tensor) -> Result<Tensor> {
         });
     }
     match a.dtype() {
-        DType::F32 => Ok(a.clone()),
-        DType::F16 | DType::BF16 | DType::F64 => Ok(a.to_dtype(DType::F32)?),
+        DType::F32 => Ok(a.contiguous()?),
+        DType::F16 | DType::BF16 | DType::F64 => Ok(a.to_dtype(DType::F32)?.contiguous()?),
         other => Err(LinalgError::InvalidArgument {
             op,
             msg: format!("expected a floating-point matrix (f32, f16, bf16, f64), got {other:?}"),
@@ -44,18 +45,18 @@ pub(crate) fn rank(op: &'static str, rank: usize, m: usize, n: usize) -> Result<
     Ok(())
 }
 
-/// Error unless every entry of `a` is finite. One pass on `a`'s device: `0 * x` is NaN exactly
-/// for NaN/Inf `x`, and NaN survives the (two-stage) sum.
+/// Error unless every entry of `a` is finite. Fast path: the (two-stage) sum of all entries is
+/// finite, which it is unless an entry is NaN/Inf or the sum overflows f32; only then the exact
+/// test runs (`0 * x` is NaN exactly for NaN/Inf `x`, and NaN survives the sum). One read of `a`
+/// on its device in the common case.
 pub(crate) fn finite(op: &'static str, a: &Tensor) -> Result<()> {
     if a.elem_count() == 0 {
         return Ok(());
     }
-    let z = a
-        .affine(0.0, 0.0)?
-        .sum_keepdim(1)?
-        .sum_all()?
-        .to_scalar::<f32>()?;
-    if z.is_finite() {
+    let sum_is_finite = |t: &Tensor| -> Result<bool> {
+        Ok(t.sum_keepdim(1)?.sum_all()?.to_scalar::<f32>()?.is_finite())
+    };
+    if sum_is_finite(a)? || sum_is_finite(&a.affine(0.0, 0.0)?)? {
         Ok(())
     } else {
         Err(LinalgError::NonFinite { op })

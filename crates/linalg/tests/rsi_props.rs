@@ -180,6 +180,26 @@ fn zero_matrix_gives_orthonormal_projectors_without_nan() {
 }
 
 #[test]
+fn huge_finite_entries_are_rescaled_not_reported_as_nan() {
+    // Entries ~3e37 (< f32::MAX): sums of 400 products overflow f32; RSI retries on A / max|A|.
+    let mut rng = Rng::new(44);
+    let a = (gaussian(&mut rng, 50, 8)
+        .matmul(&gaussian(&mut rng, 8, 400))
+        .unwrap()
+        * 1e37)
+        .unwrap();
+    let small = (&a * 1e-37).unwrap();
+    for side in SIDES {
+        let p = rsi(&a, 8, side, 2, 1, None);
+        assert!(res(&a, &p, side) < 1e-5, "{}", res(&a, &p, side));
+        let p_small = rsi(&small, 8, side, 2, 1, None);
+        assert!(res(&a, &p_small, side) < 1e-5);
+        let g = gram_subspace(&a, 8, side).unwrap();
+        assert!(orth_error(&g) < ORTH_TOL && res(&a, &g, side) < 1e-5);
+    }
+}
+
+#[test]
 fn sketch_is_capped_at_min_dimension() {
     let mut rng = Rng::new(6);
     let a = gaussian(&mut rng, 12, 30);
