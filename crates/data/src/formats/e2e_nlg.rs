@@ -18,12 +18,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Example>> {
     })
 }
 
-/// The example of one meaning representation with all its references (non-empty).
+/// The example of one meaning representation with all its references (callers pass >= 1).
 pub(crate) fn group(mr: &str, references: Vec<String>) -> Example {
     Example {
         id: None,
         prompt: prompt::e2e(mr),
-        target: references[0].clone(),
+        target: references.first().cloned().unwrap_or_default(),
         references,
         answer: None,
     }
