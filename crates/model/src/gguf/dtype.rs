@@ -84,7 +84,7 @@ impl GgmlDType {
 
     /// Bytes needed by `n_elements` elements (`n_elements` must be a multiple of the block size).
     pub fn n_bytes(self, n_elements: usize) -> Option<usize> {
-        if n_elements % self.block_size() != 0 {
+        if !n_elements.is_multiple_of(self.block_size()) {
             return None;
         }
         (n_elements / self.block_size()).checked_mul(self.block_bytes())

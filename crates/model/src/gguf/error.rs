@@ -117,7 +117,7 @@ pub enum GgufError {
         path: PathBuf,
         tensor: String,
         #[source]
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
 }
 

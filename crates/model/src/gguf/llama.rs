@@ -143,7 +143,7 @@ pub fn load_llama(path: impl AsRef<Path>, device: &Device, dtype: DType) -> Resu
         let candle = |source| GgufError::Candle {
             path: path.clone(),
             tensor: info.name.clone(),
-            source,
+            source: Box::new(source),
         };
         let t = Tensor::from_vec(data, shape.as_slice(), &Device::Cpu).map_err(candle)?;
         let t = t

@@ -72,7 +72,7 @@ pub fn unpermute_rows(
     rows: usize,
     n_head: usize,
 ) -> std::result::Result<Vec<f32>, String> {
-    if n_head == 0 || rows % (2 * n_head) != 0 || data.len() % rows.max(1) != 0 {
+    if n_head == 0 || !rows.is_multiple_of(2 * n_head) || !data.len().is_multiple_of(rows.max(1)) {
         return Err(format!(
             "cannot un-permute {rows} rows with {n_head} heads: rows must be a multiple of 2 x heads"
         ));

@@ -273,7 +273,7 @@ impl GgufFile {
                 })?;
             let (ttype, n_bytes) = match GgmlDType::from_id(type_id) {
                 Ok(dt) => {
-                    if dims[0] as usize % dt.block_size() != 0 {
+                    if !(dims[0] as usize).is_multiple_of(dt.block_size()) {
                         return Err(c.malformed(
                             what("dims"),
                             format!(
