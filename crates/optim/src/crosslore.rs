@@ -408,13 +408,18 @@ impl ParamOptimizer for CrossLoreAdamW {
             }
         }
         let w = decay_after(adv.w, gc.lr, adv.state.weight_decay)?;
-        commit_weight(var, &w)?;
         let info = StepInfo {
             step: adv.state.step,
             projected: adv.state.projection.is_some(),
             refreshed: adv.refreshed,
+            refresh_residual: match (&adv.state.projector, adv.refreshed) {
+                (Some(p), true) => Some(p.residual(&g)?),
+                _ => None,
+            },
             residual_applied,
         };
+        // commit last: every fallible computation is done
+        commit_weight(var, &w)?;
         st.low = adv.state;
         self.shapes.insert(name.to_string(), var.dims().to_vec());
         self.states.insert(name.to_string(), st);

@@ -34,7 +34,7 @@ pub use groups::{GroupRule, ProjSettings};
 pub use projector::{ProjSide, ProjType, Projector};
 
 /// What one [`ParamOptimizer::step_param`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct StepInfo {
     /// The parameter's step count after this step (1 after the first step).
     pub step: u64,
@@ -44,6 +44,10 @@ pub struct StepInfo {
     pub refreshed: bool,
     /// A sparse residual update was applied in this step (CrossLore after warm-up).
     pub residual_applied: bool,
+    /// At a refresh: the new projector's relative residual on this step's gradient,
+    /// `||G - P P^T G||_F / ||G||_F` (paper Fig. 2b; 0 for a zero gradient). Costs two thin
+    /// products and one scalar transfer per refresh.
+    pub refresh_residual: Option<f32>,
 }
 
 /// Exact optimizer-state bytes: the sum of the bytes of every stored state tensor (moments,
