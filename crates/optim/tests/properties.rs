@@ -619,7 +619,10 @@ fn optimizers_reduce_a_least_squares_loss() -> Result<()> {
         ("adamw", Box::new(AdamW::new(adamw_cfg)?)),
         ("galore", Box::new(GaLoreAdamW::new(galore_cfg)?)),
         ("crosslore", Box::new(CrossLoreAdamW::new(cross_cfg)?)),
-        ("crosslore-ratio0", Box::new(CrossLoreAdamW::new(cross0_cfg)?)),
+        (
+            "crosslore-ratio0",
+            Box::new(CrossLoreAdamW::new(cross0_cfg)?),
+        ),
     ];
     for (label, mut opt) in opts {
         let v = Var::from_tensor(&w0)?;
