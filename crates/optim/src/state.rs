@@ -93,27 +93,35 @@ pub fn read_state<C: DeserializeOwned, P: DeserializeOwned>(
 ) -> Result<(HashMap<String, Tensor>, SavedMeta<C, P>)> {
     let mpath = dir.join(META_FILE);
     let bytes = fs::read(&mpath).map_err(io_err(&mpath))?;
-    let meta: SavedMeta<C, P> = serde_json::from_slice(&bytes).map_err(|e| OptimError::State {
+    let parse_err = |e: serde_json::Error| OptimError::State {
         msg: format!("parsing {}: {e}", mpath.display()),
-    })?;
-    if meta.format_version != FORMAT_VERSION {
+    };
+    // version and kind first, so that a foreign state gets a clear message
+    #[derive(Deserialize)]
+    struct Header {
+        format_version: u32,
+        kind: OptimizerKind,
+    }
+    let header: Header = serde_json::from_slice(&bytes).map_err(parse_err)?;
+    if header.format_version != FORMAT_VERSION {
         return Err(OptimError::State {
             msg: format!(
                 "{}: format_version {} (expected {FORMAT_VERSION})",
                 mpath.display(),
-                meta.format_version
+                header.format_version
             ),
         });
     }
-    if meta.kind != kind {
+    if header.kind != kind {
         return Err(OptimError::State {
             msg: format!(
                 "{}: state of a {:?} optimizer, expected {kind:?}",
                 mpath.display(),
-                meta.kind
+                header.kind
             ),
         });
     }
+    let meta: SavedMeta<C, P> = serde_json::from_slice(&bytes).map_err(parse_err)?;
     let tpath = dir.join(TENSORS_FILE);
     if !tpath.exists() {
         return Err(OptimError::Io {

@@ -645,3 +645,29 @@ fn optimizers_reduce_a_least_squares_loss() -> Result<()> {
     }
     Ok(())
 }
+
+/// Loading a missing, foreign or corrupt state directory is a typed error naming the file.
+#[test]
+fn load_errors_are_typed_and_name_the_file() -> Result<()> {
+    let params = llama_params(&mut Rng::new(24))?;
+    let dir = tempfile::tempdir()?;
+    let missing = dir.path().join("nope");
+    match GaLoreAdamW::load(&missing, &Device::Cpu) {
+        Err(OptimError::Io { path, .. }) => assert!(path.ends_with("optimizer.json")),
+        other => panic!("expected Io, got {:?}", other.err()),
+    }
+    let mut a = AdamW::new(AdamWConfig::default())?;
+    run(&mut a, &params, &grads(&params, 1, 25)?)?;
+    a.save(dir.path())?;
+    assert!(!dir.path().join("optimizer.json.tmp").exists());
+    match GaLoreAdamW::load(dir.path(), &Device::Cpu) {
+        Err(OptimError::State { msg }) => assert!(msg.contains("AdamW"), "{msg}"),
+        other => panic!("expected State, got {:?}", other.err()),
+    }
+    std::fs::write(dir.path().join("optimizer.json"), b"{ not json")?;
+    match AdamW::load(dir.path(), &Device::Cpu) {
+        Err(OptimError::State { msg }) => assert!(msg.contains("optimizer.json"), "{msg}"),
+        other => panic!("expected State, got {:?}", other.err()),
+    }
+    Ok(())
+}
