@@ -120,6 +120,9 @@ fn synthetic_dequant_reference() {
         GgmlDType::Q5_0,
         GgmlDType::Q5_1,
         GgmlDType::Q8_0,
+        GgmlDType::Q4_K,
+        GgmlDType::Q5_K,
+        GgmlDType::Q6_K,
     ] {
         assert!(seen.contains(&dt), "fixture lacks {dt}");
     }
@@ -251,7 +254,7 @@ fn corrupt_unsupported_dtype() {
     let n_dims_at = after_tensor_name(&b, name);
     let n_dims = u32::from_le_bytes(b[n_dims_at..n_dims_at + 4].try_into().unwrap()) as usize;
     let type_at = n_dims_at + 4 + 8 * n_dims;
-    b[type_at..type_at + 4].copy_from_slice(&14u32.to_le_bytes()); // Q6_K
+    b[type_at..type_at + 4].copy_from_slice(&10u32.to_le_bytes()); // Q2_K
     let c = write_variant("dtype.gguf", &b);
     // the header is still readable; dequantizing that tensor is the error
     let f = GgufFile::open(&c.path).unwrap();
@@ -259,7 +262,7 @@ fn corrupt_unsupported_dtype() {
     let msg = f.tensor_f32(name).unwrap_err().to_string();
     assert!(msg.contains(&c.path.display().to_string()), "{msg}");
     assert!(
-        msg.contains("'t_q8_0' has type Q6_K") && msg.contains("supported: F32, F16"),
+        msg.contains("'t_q8_0' has type Q2_K") && msg.contains("supported: F32, F16"),
         "{msg}"
     );
 }

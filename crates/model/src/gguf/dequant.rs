@@ -41,6 +41,9 @@ pub fn dequantize_into(dtype: GgmlDType, bytes: &[u8], out: &mut [f32]) -> Resul
         GgmlDType::Q5_0 => blocks.zip(outs).for_each(|(b, y)| block_q5_0(b, y)),
         GgmlDType::Q5_1 => blocks.zip(outs).for_each(|(b, y)| block_q5_1(b, y)),
         GgmlDType::Q8_0 => blocks.zip(outs).for_each(|(b, y)| block_q8_0(b, y)),
+        GgmlDType::Q4_K => blocks.zip(outs).for_each(|(b, y)| block_q4_k(b, y)),
+        GgmlDType::Q5_K => blocks.zip(outs).for_each(|(b, y)| block_q5_k(b, y)),
+        GgmlDType::Q6_K => blocks.zip(outs).for_each(|(b, y)| block_q6_k(b, y)),
     }
     Ok(())
 }
@@ -111,6 +114,83 @@ fn block_q8_0(b: &[u8], y: &mut [f32]) {
     let d = le_f16(b, 0);
     for j in 0..32 {
         y[j] = (b[2 + j] as i8) as f32 * d;
+    }
+}
+
+/// Scale and min of sub-block `j` (0..8) from the 12 packed 6-bit values of a Q4_K/Q5_K
+/// super-block (ggml `get_scale_min_k4`).
+fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
+    if j < 4 {
+        ((q[j] & 63) as f32, (q[j + 4] & 63) as f32)
+    } else {
+        (
+            ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4)) as f32,
+            ((q[j + 4] >> 4) | ((q[j] >> 6) << 4)) as f32,
+        )
+    }
+}
+
+/// Q4_K super-block of 256: `d: f16, dmin: f16, scales: [u8; 12], qs: [u8; 128]`; eight
+/// sub-blocks of 32 with 6-bit scale `sc` and min `m`: `y = (d sc) q - (dmin m)`.
+fn block_q4_k(b: &[u8], y: &mut [f32]) {
+    let d = le_f16(b, 0);
+    let dmin = le_f16(b, 2);
+    let scales = &b[4..16];
+    let qs = &b[16..144];
+    for (chunk, (q, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
+        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+        let (d1, m1, d2, m2) = (d * sc1, dmin * m1, d * sc2, dmin * m2);
+        for l in 0..32 {
+            y[l] = d1 * (q[l] & 0x0f) as f32 - m1;
+            y[l + 32] = d2 * (q[l] >> 4) as f32 - m2;
+        }
+    }
+}
+
+/// Q5_K super-block of 256: `d, dmin: f16, scales: [u8; 12], qh: [u8; 32], qs: [u8; 128]`; as
+/// Q4_K with a fifth bit per element from `qh`.
+fn block_q5_k(b: &[u8], y: &mut [f32]) {
+    let d = le_f16(b, 0);
+    let dmin = le_f16(b, 2);
+    let scales = &b[4..16];
+    let qh = &b[16..48];
+    let qs = &b[48..176];
+    for (chunk, (q, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
+        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+        let (d1, m1, d2, m2) = (d * sc1, dmin * m1, d * sc2, dmin * m2);
+        let (u1, u2) = (1u8 << (2 * chunk), 2u8 << (2 * chunk));
+        for l in 0..32 {
+            let h1 = if qh[l] & u1 != 0 { 16 } else { 0 };
+            let h2 = if qh[l] & u2 != 0 { 16 } else { 0 };
+            y[l] = d1 * ((q[l] & 0x0f) + h1) as f32 - m1;
+            y[l + 32] = d2 * ((q[l] >> 4) + h2) as f32 - m2;
+        }
+    }
+}
+
+/// Q6_K super-block of 256: `ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16`; 6-bit
+/// values minus 32, sixteen sub-blocks of 16 with an 8-bit scale: `y = (d sc) q`.
+fn block_q6_k(b: &[u8], y: &mut [f32]) {
+    let d = le_f16(b, 208);
+    for half in 0..2 {
+        let ql = &b[64 * half..64 * half + 64];
+        let qh = &b[128 + 32 * half..128 + 32 * half + 32];
+        let sc = &b[192 + 8 * half..192 + 8 * half + 8];
+        let y = &mut y[128 * half..128 * half + 128];
+        for l in 0..32 {
+            let is = l / 16;
+            let q1 = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) as i32 - 32;
+            let q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+            let s = |k: usize| d * (sc[is + k] as i8) as f32;
+            y[l] = s(0) * q1 as f32;
+            y[l + 32] = s(2) * q2 as f32;
+            y[l + 64] = s(4) * q3 as f32;
+            y[l + 96] = s(6) * q4 as f32;
+        }
     }
 }
 

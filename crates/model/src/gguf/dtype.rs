@@ -11,10 +11,16 @@ pub enum GgmlDType {
     Q5_0,
     Q5_1,
     Q8_0,
+    Q4_K,
+    Q5_K,
+    Q6_K,
 }
 
+/// Elements per super-block of the K-quants.
+pub const QK_K: usize = 256;
+
 /// Human-readable list of the supported types, for error messages.
-pub const SUPPORTED: &str = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0";
+pub const SUPPORTED: &str = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K";
 
 impl GgmlDType {
     /// The type for a ggml type id; `Err(name)` for a known but unsupported id
@@ -28,6 +34,9 @@ impl GgmlDType {
             6 => Self::Q5_0,
             7 => Self::Q5_1,
             8 => Self::Q8_0,
+            12 => Self::Q4_K,
+            13 => Self::Q5_K,
+            14 => Self::Q6_K,
             30 => Self::BF16,
             other => return Err(unsupported_name(other)),
         })
@@ -43,6 +52,9 @@ impl GgmlDType {
             Self::Q5_0 => 6,
             Self::Q5_1 => 7,
             Self::Q8_0 => 8,
+            Self::Q4_K => 12,
+            Self::Q5_K => 13,
+            Self::Q6_K => 14,
             Self::BF16 => 30,
         }
     }
@@ -58,6 +70,9 @@ impl GgmlDType {
             Self::Q5_0 => "Q5_0",
             Self::Q5_1 => "Q5_1",
             Self::Q8_0 => "Q8_0",
+            Self::Q4_K => "Q4_K",
+            Self::Q5_K => "Q5_K",
+            Self::Q6_K => "Q6_K",
         }
     }
 
@@ -66,6 +81,7 @@ impl GgmlDType {
         match self {
             Self::F32 | Self::F16 | Self::BF16 => 1,
             Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 => 32,
+            Self::Q4_K | Self::Q5_K | Self::Q6_K => QK_K,
         }
     }
 
@@ -79,6 +95,9 @@ impl GgmlDType {
             Self::Q5_0 => 2 + 4 + 16,
             Self::Q5_1 => 2 + 2 + 4 + 16,
             Self::Q8_0 => 2 + 32,
+            Self::Q4_K => 2 + 2 + 12 + QK_K / 2,
+            Self::Q5_K => 2 + 2 + 12 + QK_K / 8 + QK_K / 2,
+            Self::Q6_K => QK_K / 2 + QK_K / 4 + QK_K / 16 + 2,
         }
     }
 
@@ -103,9 +122,6 @@ fn unsupported_name(id: u32) -> &'static str {
         9 => "Q8_1",
         10 => "Q2_K",
         11 => "Q3_K",
-        12 => "Q4_K",
-        13 => "Q5_K",
-        14 => "Q6_K",
         15 => "Q8_K",
         16 => "IQ2_XXS",
         17 => "IQ2_XS",
@@ -143,10 +159,16 @@ mod tests {
             GgmlDType::Q5_0,
             GgmlDType::Q5_1,
             GgmlDType::Q8_0,
+            GgmlDType::Q4_K,
+            GgmlDType::Q5_K,
+            GgmlDType::Q6_K,
         ] {
             assert_eq!(GgmlDType::from_id(t.id()), Ok(t));
         }
-        assert_eq!(GgmlDType::from_id(14), Err("Q6_K"));
+        assert_eq!(GgmlDType::from_id(10), Err("Q2_K"));
+        assert_eq!(GgmlDType::Q6_K.block_bytes(), 210);
+        assert_eq!(GgmlDType::Q4_K.block_bytes(), 144);
+        assert_eq!(GgmlDType::Q5_K.block_bytes(), 176);
         assert_eq!(GgmlDType::from_id(999), Err("unknown"));
         assert_eq!(GgmlDType::Q4_1.n_bytes(64), Some(40));
         assert_eq!(GgmlDType::Q8_0.n_bytes(33), None);

@@ -1,5 +1,5 @@
 //! GGUF (llama.cpp) model files: a strict memory-mapped reader ([`reader`]), dequantization of
-//! F32/F16/BF16/Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 ([`dequant`]), the tokenizer stored in the metadata
+//! F32/F16/BF16/Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K ([`dequant`]), the tokenizer stored in the metadata
 //! ([`tokenizer`]), llama.cpp -> Hugging Face naming, Q/K row order and config ([`mapping`]), and
 //! [`load_llama`] putting it together (DESIGN.md §5: SmolLM2-135M-Instruct ships as a Q4_1 GGUF).
 
