@@ -120,9 +120,9 @@ fn synthetic_dequant_reference() {
         GgmlDType::Q5_0,
         GgmlDType::Q5_1,
         GgmlDType::Q8_0,
-        GgmlDType::Q4_K,
-        GgmlDType::Q5_K,
-        GgmlDType::Q6_K,
+        GgmlDType::Q4K,
+        GgmlDType::Q5K,
+        GgmlDType::Q6K,
     ] {
         assert!(seen.contains(&dt), "fixture lacks {dt}");
     }

@@ -41,9 +41,9 @@ pub fn dequantize_into(dtype: GgmlDType, bytes: &[u8], out: &mut [f32]) -> Resul
         GgmlDType::Q5_0 => blocks.zip(outs).for_each(|(b, y)| block_q5_0(b, y)),
         GgmlDType::Q5_1 => blocks.zip(outs).for_each(|(b, y)| block_q5_1(b, y)),
         GgmlDType::Q8_0 => blocks.zip(outs).for_each(|(b, y)| block_q8_0(b, y)),
-        GgmlDType::Q4_K => blocks.zip(outs).for_each(|(b, y)| block_q4_k(b, y)),
-        GgmlDType::Q5_K => blocks.zip(outs).for_each(|(b, y)| block_q5_k(b, y)),
-        GgmlDType::Q6_K => blocks.zip(outs).for_each(|(b, y)| block_q6_k(b, y)),
+        GgmlDType::Q4K => blocks.zip(outs).for_each(|(b, y)| block_q4_k(b, y)),
+        GgmlDType::Q5K => blocks.zip(outs).for_each(|(b, y)| block_q5_k(b, y)),
+        GgmlDType::Q6K => blocks.zip(outs).for_each(|(b, y)| block_q6_k(b, y)),
     }
     Ok(())
 }

@@ -11,9 +11,12 @@ pub enum GgmlDType {
     Q5_0,
     Q5_1,
     Q8_0,
-    Q4_K,
-    Q5_K,
-    Q6_K,
+    /// ggml Q4_K
+    Q4K,
+    /// ggml Q5_K
+    Q5K,
+    /// ggml Q6_K
+    Q6K,
 }
 
 /// Elements per super-block of the K-quants.
@@ -34,9 +37,9 @@ impl GgmlDType {
             6 => Self::Q5_0,
             7 => Self::Q5_1,
             8 => Self::Q8_0,
-            12 => Self::Q4_K,
-            13 => Self::Q5_K,
-            14 => Self::Q6_K,
+            12 => Self::Q4K,
+            13 => Self::Q5K,
+            14 => Self::Q6K,
             30 => Self::BF16,
             other => return Err(unsupported_name(other)),
         })
@@ -52,9 +55,9 @@ impl GgmlDType {
             Self::Q5_0 => 6,
             Self::Q5_1 => 7,
             Self::Q8_0 => 8,
-            Self::Q4_K => 12,
-            Self::Q5_K => 13,
-            Self::Q6_K => 14,
+            Self::Q4K => 12,
+            Self::Q5K => 13,
+            Self::Q6K => 14,
             Self::BF16 => 30,
         }
     }
@@ -70,9 +73,9 @@ impl GgmlDType {
             Self::Q5_0 => "Q5_0",
             Self::Q5_1 => "Q5_1",
             Self::Q8_0 => "Q8_0",
-            Self::Q4_K => "Q4_K",
-            Self::Q5_K => "Q5_K",
-            Self::Q6_K => "Q6_K",
+            Self::Q4K => "Q4_K",
+            Self::Q5K => "Q5_K",
+            Self::Q6K => "Q6_K",
         }
     }
 
@@ -81,7 +84,7 @@ impl GgmlDType {
         match self {
             Self::F32 | Self::F16 | Self::BF16 => 1,
             Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 => 32,
-            Self::Q4_K | Self::Q5_K | Self::Q6_K => QK_K,
+            Self::Q4K | Self::Q5K | Self::Q6K => QK_K,
         }
     }
 
@@ -95,9 +98,9 @@ impl GgmlDType {
             Self::Q5_0 => 2 + 4 + 16,
             Self::Q5_1 => 2 + 2 + 4 + 16,
             Self::Q8_0 => 2 + 32,
-            Self::Q4_K => 2 + 2 + 12 + QK_K / 2,
-            Self::Q5_K => 2 + 2 + 12 + QK_K / 8 + QK_K / 2,
-            Self::Q6_K => QK_K / 2 + QK_K / 4 + QK_K / 16 + 2,
+            Self::Q4K => 2 + 2 + 12 + QK_K / 2,
+            Self::Q5K => 2 + 2 + 12 + QK_K / 8 + QK_K / 2,
+            Self::Q6K => QK_K / 2 + QK_K / 4 + QK_K / 16 + 2,
         }
     }
 
@@ -159,16 +162,16 @@ mod tests {
             GgmlDType::Q5_0,
             GgmlDType::Q5_1,
             GgmlDType::Q8_0,
-            GgmlDType::Q4_K,
-            GgmlDType::Q5_K,
-            GgmlDType::Q6_K,
+            GgmlDType::Q4K,
+            GgmlDType::Q5K,
+            GgmlDType::Q6K,
         ] {
             assert_eq!(GgmlDType::from_id(t.id()), Ok(t));
         }
         assert_eq!(GgmlDType::from_id(10), Err("Q2_K"));
-        assert_eq!(GgmlDType::Q6_K.block_bytes(), 210);
-        assert_eq!(GgmlDType::Q4_K.block_bytes(), 144);
-        assert_eq!(GgmlDType::Q5_K.block_bytes(), 176);
+        assert_eq!(GgmlDType::Q6K.block_bytes(), 210);
+        assert_eq!(GgmlDType::Q4K.block_bytes(), 144);
+        assert_eq!(GgmlDType::Q5K.block_bytes(), 176);
         assert_eq!(GgmlDType::from_id(999), Err("unknown"));
         assert_eq!(GgmlDType::Q4_1.n_bytes(64), Some(40));
         assert_eq!(GgmlDType::Q8_0.n_bytes(33), None);
