@@ -126,6 +126,10 @@ pub struct TrainConfig {
     pub recompute: bool,
     /// Write a checkpoint every N optimizer steps; 0 only at the end. Default 0.
     pub save_every: usize,
+    /// Checkpoints kept in the run folder (older ones are deleted); 0 keeps all. Default 2.
+    pub keep_checkpoints: usize,
+    /// Continue from the newest checkpoint in the run folder, if there is one. Default false.
+    pub resume: bool,
     /// Log a metrics line every N optimizer steps. Default 1.
     pub log_every: usize,
     /// Test examples evaluated before and after training; 0 skips evaluation. Default 16.
@@ -172,6 +176,8 @@ impl Default for TrainConfig {
             layerwise: true,
             recompute: false,
             save_every: 0,
+            keep_checkpoints: 2,
+            resume: false,
             log_every: 1,
             eval_samples: 16,
             eval_max_new_tokens: 48,

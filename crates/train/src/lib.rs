@@ -1,8 +1,32 @@
 //! crosslore-train: the training loop (per-block forward/backward, layerwise updates, gradient
-//! accumulation), run configuration, learning-rate schedules, checkpoints and memory accounting.
+//! accumulation, clipping), run configuration, learning-rate schedules, checkpoints, metrics
+//! log, memory accounting, export, and [`run::run_finetune`], the job the CLI runs.
+//!
+//! Module map: [`trainer`] (step, whole-graph mode), [`layerwise`] (segmented backward),
+//! [`grads`] (accumulation buffers, global norm, clipping), [`optimizer`] (method -> optimizer),
+//! [`checkpoint`], [`metrics`], [`memory`], [`export`], [`eval`] (evaluation hook + held-out
+//! loss), [`run`].
 
+pub mod checkpoint;
 pub mod config;
+pub mod error;
+pub mod eval;
+pub mod export;
+pub mod grads;
+pub mod layerwise;
+pub mod memory;
+pub mod metrics;
+pub mod optimizer;
+pub mod run;
 pub mod schedule;
+pub mod trainer;
 
 pub use config::{ConfigError, Method, TrainConfig};
+pub use error::{Result, TrainError};
+pub use eval::{EvalPhase, Evaluator};
+pub use memory::MemoryReport;
+pub use metrics::{MetricLine, MetricsLog};
+pub use optimizer::MethodOptimizer;
+pub use run::{run_finetune, run_finetune_with, RunOptions, RunSummary};
 pub use schedule::{Schedule, SchedulerKind};
+pub use trainer::{StepReport, Timings, Trainer};

@@ -1,0 +1,203 @@
+//! Checkpoints (issue 3 item 4): everything needed to continue a run bit-identically.
+//!
+//! A checkpoint is a folder `ckpt-<step>/` in the run folder:
+//! - `trainable.safetensors`: the trainable tensors by name (full weights for adamw / galore /
+//!   crosslore, adapter tensors for lora / dora), in their own dtype;
+//! - `optimizer/`: the optimizer's own state files ([`crosslore_optim::ParamOptimizer::save`]);
+//! - `trainer.json`: step, data position, the trainer's RNG state, schedule, and the config;
+//! - `config.toml`: the resolved run configuration (for humans).
+//!
+//! Atomicity: everything is written into `ckpt-<step>.tmp/`, each file fsynced, then the folder
+//! is renamed to `ckpt-<step>/` (a crash leaves at most a `.tmp` folder, which is ignored and
+//! removed by the next save). Only the last `keep` checkpoints are kept.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use crosslore_data::DataPosition;
+use crosslore_linalg::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::error::{Result, TrainError};
+use crate::optimizer::MethodOptimizer;
+use crate::schedule::Schedule;
+use crate::trainer::Trainer;
+
+/// Version of the checkpoint layout.
+pub const CHECKPOINT_VERSION: u32 = 1;
+const TRAINABLE_FILE: &str = "trainable.safetensors";
+const TRAINER_FILE: &str = "trainer.json";
+const OPTIM_DIR: &str = "optimizer";
+
+/// The JSON part of a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainerState {
+    pub version: u32,
+    /// Optimizer steps completed.
+    pub step: usize,
+    pub data_position: DataPosition,
+    /// The trainer's RNG (dropout seeds).
+    pub rng: Rng,
+    pub schedule: Schedule,
+    pub grads_peak_bytes: usize,
+    pub config: TrainConfig,
+}
+
+/// `ckpt-<step>` folders of `run_dir`, sorted by step.
+pub fn list_checkpoints(run_dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(run_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(TrainError::io(run_dir, "list checkpoints", e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| TrainError::io(run_dir, "list checkpoints", e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name
+            .strip_prefix("ckpt-")
+            .and_then(|s| s.parse::<usize>().ok())
+        {
+            if entry.path().join(TRAINER_FILE).is_file() {
+                out.push((n, entry.path()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The newest complete checkpoint of `run_dir`, if any.
+pub fn latest_checkpoint(run_dir: &Path) -> Result<Option<PathBuf>> {
+    Ok(list_checkpoints(run_dir)?.pop().map(|(_, p)| p))
+}
+
+fn fsync(path: &Path) -> Result<()> {
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| TrainError::io(path, "fsync", e))
+}
+
+impl Trainer {
+    /// Writes `ckpt-<step>/` into `run_dir` atomically and keeps the newest `keep` checkpoints
+    /// (`keep = 0` keeps all). Returns the folder.
+    pub fn save_checkpoint(&self, run_dir: &Path, keep: usize) -> Result<PathBuf> {
+        let final_dir = run_dir.join(format!("ckpt-{}", self.step));
+        let tmp = run_dir.join(format!("ckpt-{}.tmp", self.step));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, "remove stale", e))?;
+        }
+        fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, "create", e))?;
+
+        let tensors: HashMap<String, Tensor> = self
+            .params
+            .iter()
+            .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_device(&Device::Cpu)?)))
+            .collect::<Result<_>>()?;
+        let tpath = tmp.join(TRAINABLE_FILE);
+        candle_core::safetensors::save(&tensors, &tpath)?;
+        fsync(&tpath)?;
+
+        self.opt.save(&tmp.join(OPTIM_DIR))?;
+
+        let state = TrainerState {
+            version: CHECKPOINT_VERSION,
+            step: self.step,
+            data_position: self.data.position(),
+            rng: self.rng.clone(),
+            schedule: self.schedule.clone(),
+            grads_peak_bytes: self.grads_peak,
+            config: self.cfg.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&state)
+            .map_err(|e| TrainError::ckpt(&tmp, format!("serialising {TRAINER_FILE}: {e}")))?;
+        let jpath = tmp.join(TRAINER_FILE);
+        fs::write(&jpath, json).map_err(|e| TrainError::io(&jpath, "write", e))?;
+        fsync(&jpath)?;
+        let toml = toml::to_string(&self.cfg)
+            .map_err(|e| TrainError::ckpt(&tmp, format!("serialising config.toml: {e}")))?;
+        let cpath = tmp.join("config.toml");
+        fs::write(&cpath, toml).map_err(|e| TrainError::io(&cpath, "write", e))?;
+        fsync(&cpath)?;
+
+        if final_dir.exists() {
+            fs::remove_dir_all(&final_dir).map_err(|e| TrainError::io(&final_dir, "replace", e))?;
+        }
+        fs::rename(&tmp, &final_dir)
+            .map_err(|e| TrainError::io(&final_dir, "rename into place", e))?;
+        if let Ok(d) = fs::File::open(run_dir) {
+            let _ = d.sync_all(); // best effort: directory fsync is not supported everywhere
+        }
+        if keep > 0 {
+            let all = list_checkpoints(run_dir)?;
+            let n = all.len();
+            for (_, old) in all.into_iter().take(n.saturating_sub(keep)) {
+                fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, "remove old", e))?;
+            }
+        }
+        Ok(final_dir)
+    }
+
+    /// Restores a checkpoint written by [`Trainer::save_checkpoint`] into this trainer (built by
+    /// [`Trainer::new`] from the same config, model and data): trainable tensors, optimizer
+    /// state, step, data position, RNG, schedule. The checkpoint's method must be this run's.
+    pub fn resume_from(&mut self, ckpt: &Path) -> Result<()> {
+        let jpath = ckpt.join(TRAINER_FILE);
+        let bytes = fs::read(&jpath).map_err(|e| TrainError::io(&jpath, "read", e))?;
+        let state: TrainerState = serde_json::from_slice(&bytes)
+            .map_err(|e| TrainError::ckpt(&jpath, format!("invalid checkpoint state: {e}")))?;
+        if state.version != CHECKPOINT_VERSION {
+            return Err(TrainError::ckpt(
+                &jpath,
+                format!("version {} (expected {CHECKPOINT_VERSION})", state.version),
+            ));
+        }
+        if state.config.method != self.cfg.method {
+            return Err(TrainError::ckpt(
+                &jpath,
+                format!(
+                    "checkpoint of method {:?}, this run is {:?}",
+                    state.config.method, self.cfg.method
+                ),
+            ));
+        }
+        let tpath = ckpt.join(TRAINABLE_FILE);
+        let dev = self.model.device().clone();
+        let mut tensors = candle_core::safetensors::load(&tpath, &dev)
+            .map_err(|e| TrainError::ckpt(&tpath, format!("cannot load: {e}")))?;
+        for (name, var) in &self.params {
+            let t = tensors
+                .remove(name)
+                .ok_or_else(|| TrainError::ckpt(&tpath, format!("tensor `{name}` missing")))?;
+            if t.dims() != var.dims() || t.dtype() != var.dtype() {
+                return Err(TrainError::ckpt(
+                    &tpath,
+                    format!(
+                        "tensor `{name}`: {:?} {:?}, expected {:?} {:?}",
+                        t.dtype(),
+                        t.dims(),
+                        var.dtype(),
+                        var.dims()
+                    ),
+                ));
+            }
+            var.set(&t)?;
+        }
+        if let Some(extra) = tensors.keys().next() {
+            return Err(TrainError::ckpt(
+                &tpath,
+                format!("tensor `{extra}` is not a trainable parameter of this model"),
+            ));
+        }
+        self.opt = MethodOptimizer::load(self.cfg.method, &ckpt.join(OPTIM_DIR), &dev)?;
+        self.data.seek(state.data_position)?;
+        self.step = state.step;
+        self.rng = state.rng;
+        self.schedule = state.schedule;
+        self.grads_peak = state.grads_peak_bytes;
+        Ok(())
+    }
+}

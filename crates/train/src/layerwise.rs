@@ -1,0 +1,336 @@
+//! Layerwise updates by segmented backward (DESIGN.md §3; issue 3 item 3).
+//!
+//! **Forward.** Each block (embedding, decoder layer, final norm + head) runs on a detached copy
+//! of its input held as a `Var`; only these block inputs are kept, plus each block's graph
+//! unless `recompute` is on (then the block's forward is recomputed from its input during the
+//! backward: activation checkpointing per block).
+//!
+//! **Backward sweep.** From the last block: the final block back-propagates the scaled loss, every
+//! other block `(out * g_out).sum_all()`, which gives exactly `g_out` at its output. The block's
+//! weight gradients are read, the gradient of its input `Var` becomes the next `g_out`, and the
+//! block's graph and gradients are dropped. A parameter read by several blocks (the tied
+//! embedding: embedding and head) is summed over its blocks and delivered at the earliest block
+//! that reads it (the last one the sweep reaches).
+//!
+//! **Accumulation.** Micro-batches before the last add their block gradients into per-parameter
+//! buffers ([`GradBuffers`]); in the last micro-batch each delivered gradient is added to its
+//! buffer and stepped at once, and the buffer is freed. The memory of the buffers is that of one
+//! full gradient (as in any accumulation); what layerwise saves is the second full gradient that
+//! whole-graph mode holds while adding a micro-batch's gradient store into the buffers, and, with
+//! `grad_accum = 1`, all but one block's gradients.
+//!
+//! **Clipping needs the global norm before any update.** With `max_grad_norm > 0` the last
+//! micro-batch is swept twice: a first sweep computes each parameter's squared norm of
+//! `buffer + g` and drops it (no update), giving the exact global norm and the clip coefficient;
+//! the second sweep recomputes the same gradients (bit-identical: same inputs, same ops) and
+//! steps each block with `coef * (buffer + g)`. Cost: one extra backward of the last micro-batch
+//! per step (plus one extra block forward each with `recompute`); the memory stays that of
+//! one block. The kept graphs (no `recompute`) serve both sweeps. Without clipping there is a
+//! single sweep and the logged norm is computed in it (gradient norms do not depend on the
+//! updates). The time of the extra sweep is reported as `clip_pass_s`.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use candle_core::{Tensor, Var};
+use crosslore_model::{Block, ForwardCtx, Llama};
+
+use crate::error::{Result, TrainError};
+use crate::grads::{clip_coef, global_norm, scale, sq_norm, tensor_bytes, GradBuffers};
+use crate::trainer::{Micro, StepAcc, Trainer};
+
+/// What a sweep does with each parameter's micro-batch gradient.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sink {
+    /// Add to the accumulation buffer (micro-batches before the last).
+    Accumulate,
+    /// Record `||buffer + g||^2` (first sweep of the last micro-batch when clipping).
+    Norm,
+    /// Step with `coef * (buffer + g)`; `record` also records the squared norm.
+    Step { coef: f64, record: bool },
+}
+
+/// The forward of one micro-batch, block by block.
+struct Segments {
+    ctx: ForwardCtx,
+    /// Detached inputs of layers `0..L` and of the final block (index `L`).
+    inputs: Vec<Var>,
+    /// Kept block outputs with their graphs (embedding, each layer, logits); `None` with
+    /// `recompute`. The last sweep of a micro-batch takes them out one by one, so each block's
+    /// activations are freed right after its backward.
+    outputs: Option<Vec<Option<Tensor>>>,
+}
+
+/// Index of the earliest block (forward order: 0 embedding, 1..=L layers, L+1 final) that reads
+/// each parameter: where its summed gradient is complete in a backward sweep.
+fn last_use(blocks: &[&dyn Block]) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for (i, b) in blocks.iter().enumerate().rev() {
+        for (name, _) in b.params() {
+            out.insert(name, i);
+        }
+    }
+    out
+}
+
+impl Trainer {
+    fn forward_segments(&self, model: &Llama, m: &Micro) -> Result<Segments> {
+        let ctx = model.context(m.batch, m.seq, Some(&m.mask), true, m.dropout_seed)?;
+        model.check_ids(&m.ids)?;
+        let keep = !self.cfg.recompute;
+        let mut outputs = Vec::new();
+        let mut inputs = Vec::with_capacity(model.layers.len() + 1);
+        let h = model.embed.forward(&m.ids, &ctx)?; // [b, s, hidden]
+        let mut x = Var::from_tensor(&h.detach())?;
+        if keep {
+            outputs.push(None); // the embedding's backward needs no graph (embedding_grads)
+        }
+        for layer in &model.layers {
+            let out = layer.forward(x.as_tensor(), &ctx)?; // [b, s, hidden]
+            inputs.push(x);
+            x = Var::from_tensor(&out.detach())?;
+            if keep {
+                outputs.push(Some(out));
+            }
+        }
+        if keep {
+            outputs.push(Some(model.final_block.forward(x.as_tensor(), &ctx)?));
+            // [b, s, vocab]
+        }
+        inputs.push(x);
+        Ok(Segments {
+            ctx,
+            inputs,
+            outputs: keep.then_some(outputs),
+        })
+    }
+
+    /// One backward sweep over all blocks; returns the micro-batch's scaled loss.
+    #[allow(clippy::too_many_arguments)]
+    fn sweep(
+        &mut self,
+        model: &Llama,
+        seg: &mut Segments,
+        m: &Micro,
+        n_total: usize,
+        sink: Sink,
+        bufs: &mut GradBuffers,
+        acc: &mut StepAcc,
+    ) -> Result<f64> {
+        let blocks = model.blocks();
+        let uses = last_use(&blocks);
+        let n_layers = model.layers.len();
+        let mut pending: HashMap<String, Tensor> = HashMap::new();
+        let mut g_out: Option<Tensor> = None;
+        let mut loss_v = 0.0;
+        for bi in (0..blocks.len()).rev() {
+            let block = blocks[bi];
+            if bi == 0 {
+                let t = Instant::now();
+                let ready = self.embedding_grads(model, m, g_out.take(), &mut pending)?;
+                let dt = t.elapsed().as_secs_f64();
+                if sink == Sink::Norm {
+                    acc.timings.clip_pass_s += dt;
+                } else {
+                    acc.timings.backward_s += dt;
+                }
+                self.deliver(ready, &pending, sink, bufs, acc)?;
+                continue;
+            }
+            // The last sweep of the micro-batch releases the kept graph.
+            let release = sink != Sink::Norm;
+            let kept = match seg.outputs.as_mut() {
+                Some(o) if release => o[bi].take(),
+                Some(o) => o[bi].clone(),
+                None => None,
+            };
+            // Recompute the block's forward if its graph was not kept.
+            let t = Instant::now();
+            let out = match kept {
+                Some(o) => o,
+                None if seg.outputs.is_some() => {
+                    return Err(TrainError::Invalid {
+                        what: "layerwise backward",
+                        msg: format!("graph of block {} already released", block.name()),
+                    })
+                }
+                None => block.forward(seg.inputs[bi - 1].as_tensor(), &seg.ctx)?,
+            };
+            let fwd = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let grads = if bi == n_layers + 1 {
+                let loss = Self::scaled_loss(&out, m, n_total)?;
+                loss_v = loss.to_scalar::<f32>()? as f64;
+                loss.backward()?
+            } else {
+                let g = g_out.take().ok_or_else(|| TrainError::Invalid {
+                    what: "layerwise backward",
+                    msg: format!("no gradient reached the output of block {}", block.name()),
+                })?;
+                (&out * g)?.sum_all()?.backward()?
+            };
+            drop(out);
+            if bi > 0 {
+                g_out = grads.get(seg.inputs[bi - 1].as_tensor()).cloned();
+            }
+            let bwd = t.elapsed().as_secs_f64();
+            if sink == Sink::Norm {
+                acc.timings.clip_pass_s += fwd + bwd;
+            } else {
+                acc.timings.forward_s += fwd;
+                acc.timings.backward_s += bwd;
+            }
+            let mut ready = Vec::new();
+            for (name, var) in block.params() {
+                let Some(g) = grads.get(var.as_tensor()) else {
+                    continue;
+                };
+                let g = match pending.remove(&name) {
+                    Some(p) => (p + g)?,
+                    None => g.clone(),
+                };
+                if uses.get(&name) == Some(&bi) {
+                    ready.push((name, var, g));
+                } else {
+                    pending.insert(name, g);
+                }
+            }
+            drop(grads);
+            self.deliver(ready, &pending, sink, bufs, acc)?;
+        }
+        Ok(loss_v)
+    }
+
+    /// The embedding's weight gradient: a scatter-add of `g_out` into the rows of the ids, done
+    /// directly (no autograd) on top of the pending gradient of a tied embedding. This is what
+    /// candle's whole-graph backward computes for `index_select` (`sum.index_add(ids, g)`, with
+    /// the head's contribution already in `sum`), so both modes add in the same order.
+    fn embedding_grads(
+        &self,
+        model: &Llama,
+        m: &Micro,
+        g_out: Option<Tensor>,
+        pending: &mut HashMap<String, Tensor>,
+    ) -> Result<Vec<(String, Var, Tensor)>> {
+        let params = model.embed.params();
+        if params.is_empty() {
+            return Ok(Vec::new());
+        }
+        let g = g_out.ok_or_else(|| TrainError::Invalid {
+            what: "layerwise backward",
+            msg: "no gradient reached the output of the embedding".into(),
+        })?;
+        let (b, s, h) = g.dims3()?;
+        let g = g.reshape((b * s, h))?; // [b*s, hidden]
+        let ids = m.ids.flatten_all()?.contiguous()?; // [b*s]
+        let mut ready = Vec::new();
+        for (name, var) in params {
+            let base = match pending.remove(&name) {
+                Some(p) => p,
+                None => var.as_tensor().zeros_like()?,
+            };
+            let grad = base.index_add(&ids, &g, 0)?;
+            ready.push((name, var, grad));
+        }
+        Ok(ready)
+    }
+
+    /// Hands each complete gradient of a block to the sink.
+    fn deliver(
+        &mut self,
+        ready: Vec<(String, Var, Tensor)>,
+        pending: &HashMap<String, Tensor>,
+        sink: Sink,
+        bufs: &mut GradBuffers,
+        acc: &mut StepAcc,
+    ) -> Result<()> {
+        let alive: usize = ready.iter().map(|(_, _, g)| tensor_bytes(g)).sum::<usize>()
+            + pending.values().map(tensor_bytes).sum::<usize>()
+            + bufs.bytes();
+        acc.peak.observe(alive);
+        for (name, var, g) in ready {
+            match sink {
+                Sink::Accumulate => bufs.add(&name, &g)?,
+                Sink::Norm => {
+                    let total = bufs.total_with(&name, &g)?;
+                    acc.sq.insert(name, sq_norm(&total)?);
+                }
+                Sink::Step { coef, record } => {
+                    let total = bufs.total_with(&name, &g)?;
+                    bufs.remove(&name);
+                    drop(g);
+                    if record {
+                        acc.sq.insert(name.clone(), sq_norm(&total)?);
+                    }
+                    let total = scale(&total, coef)?;
+                    self.apply(&name, &var, &total, acc)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Layerwise mode: returns (loss, grad norm, clip coefficient).
+    pub(crate) fn step_layerwise(
+        &mut self,
+        micros: &[Micro],
+        n_total: usize,
+        acc: &mut StepAcc,
+    ) -> Result<(f64, f64, f64)> {
+        // Cloning a Llama clones `Var` handles (shared storage), not weights.
+        let model = self.model.clone();
+        let mut bufs = GradBuffers::default();
+        let clipping = self.cfg.max_grad_norm > 0.0;
+        let mut loss_v = 0.0;
+        let (mut norm, mut coef) = (0.0, 1.0);
+        for (j, m) in micros.iter().enumerate() {
+            let t = Instant::now();
+            let mut seg = self.forward_segments(&model, m)?;
+            acc.timings.forward_s += t.elapsed().as_secs_f64();
+            if j + 1 < micros.len() {
+                loss_v += self.sweep(
+                    &model,
+                    &mut seg,
+                    m,
+                    n_total,
+                    Sink::Accumulate,
+                    &mut bufs,
+                    acc,
+                )?;
+                continue;
+            }
+            if clipping {
+                loss_v += self.sweep(&model, &mut seg, m, n_total, Sink::Norm, &mut bufs, acc)?;
+                if !loss_v.is_finite() {
+                    return Err(TrainError::NonFinite {
+                        step: self.step + 1,
+                        what: "loss",
+                        value: loss_v,
+                    });
+                }
+                norm = global_norm(&acc.sq);
+                if !norm.is_finite() {
+                    return Err(TrainError::NonFinite {
+                        step: self.step + 1,
+                        what: "gradient norm",
+                        value: norm,
+                    });
+                }
+                coef = clip_coef(norm, self.cfg.max_grad_norm);
+                let sink = Sink::Step {
+                    coef,
+                    record: false,
+                };
+                self.sweep(&model, &mut seg, m, n_total, sink, &mut bufs, acc)?;
+            } else {
+                let sink = Sink::Step {
+                    coef: 1.0,
+                    record: true,
+                };
+                loss_v += self.sweep(&model, &mut seg, m, n_total, sink, &mut bufs, acc)?;
+                norm = global_norm(&acc.sq);
+            }
+        }
+        Ok((loss_v, norm, coef))
+    }
+}
