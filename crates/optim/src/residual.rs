@@ -52,8 +52,9 @@ pub enum ResidualMode {
     /// `vhat = project_back(V')[L] / (1-b2^t)`. Caveat: `project_back(V')` is not elementwise
     /// nonnegative (P has signed entries), so the square root's argument is clipped at about half
     /// of the positions, where `delta = dM/(1-b1^t)/eps` becomes very large (see
-    /// `scripts/residual_variants_study.py`).
-    #[default]
+    /// `scripts/residual_variants_study.py`). Selectable for the paper's ablation; not the
+    /// default because it diverges (weights reach Inf within ~10 steps after warm-up on a 64x64
+    /// least-squares problem; docs/ALGORITHM.md).
     Paper,
     /// Beyond the paper: the state is the full AdamW moments at `L`,
     /// `M_L = b1 M_L + (1-b1) G[L]`, `V_L = b2 V_L + (1-b2) G[L]^2`, initialised at selection
@@ -62,7 +63,8 @@ pub enum ResidualMode {
     /// update at `L` minus the low-rank GaLore update at `L`, both in galore-torch's form:
     /// `delta = sqrt(1-b2^t)/(1-b1^t) * (M_L/(sqrt(V_L)+eps) - project_back(M'/(sqrt(V')+eps))[L])`.
     /// Applied with the same `lr * scale`, the weight entries at `L` then follow full-rank AdamW.
-    /// Same memory (`12 |L|` bytes).
+    /// Same memory (`12 |L|` bytes). The default (docs/ALGORITHM.md explains why).
+    #[default]
     TrackedMoments,
 }
 

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use crosslore_linalg::Rng;
 use crosslore_optim::cross_head::HeadLayout;
 use crosslore_optim::crosslore::{CrossHeadConfig, ModelHeads};
-use crosslore_optim::residual::ResidualConfig;
+use crosslore_optim::residual::{ResidualConfig, ResidualMode};
 use crosslore_optim::state::stored_tensor_bytes;
 use crosslore_optim::{
     AdamW, AdamWConfig, CrossLoreAdamW, CrossLoreConfig, GaLoreAdamW, GaLoreConfig, GroupRule,
@@ -137,9 +137,22 @@ fn clone_params(params: &[(String, Var)]) -> Result<Vec<(String, Var)>> {
 /// the first step (where `L` is selected and no residual is tracked yet) leaves nothing out.
 #[test]
 fn residual_at_full_ratio_completes_the_first_moment() -> Result<()> {
+    check_full_ratio_first_moment(ResidualMode::Paper)
+}
+
+/// The default mode stores the full first moment at `L` itself: at ratio 100 % `dM` is exactly
+/// full AdamW's first moment (it starts from `project_back(M')`, which equals it after a first
+/// gradient inside the projector's span).
+#[test]
+fn tracked_moments_at_full_ratio_hold_the_full_first_moment() -> Result<()> {
+    check_full_ratio_first_moment(ResidualMode::TrackedMoments)
+}
+
+fn check_full_ratio_first_moment(mode: ResidualMode) -> Result<()> {
     let (m, n, r) = (12, 8, 3);
     let name = "w";
     let mut cfg = crosslore_cfg(r, 100, 1.0, 0);
+    cfg.residual.mode = mode;
     cfg.galore.groups = vec![GroupRule::projected("^w$", settings(r, 100))];
     cfg.residual_targets = vec!["^w$".into()];
     let mut rng = Rng::new(5);
@@ -164,7 +177,10 @@ fn residual_at_full_ratio_completes_the_first_moment() -> Result<()> {
     let idx: Vec<u32> = res.index().to_vec1()?;
     assert!(idx.iter().enumerate().all(|(i, &j)| i as u32 == j));
     let dm = res.dm().reshape((m, n))?; // L = all positions, sorted: [m, n]
-    let recon = (p.project_back(mp)? + dm)?;
+    let recon = match mode {
+        ResidualMode::Paper => (p.project_back(mp)? + dm)?,
+        ResidualMode::TrackedMoments => dm,
+    };
     let err = max_abs(&(&recon - &full_m)?)? / max_abs(&full_m)?;
     // f32 sums of ~10 terms of O(1): ~1e-6
     assert!(err < 1e-5, "M' P^T + dM vs full M: {err:e}");
@@ -179,6 +195,7 @@ fn residual_at_full_ratio_completes_the_first_moment() -> Result<()> {
 fn full_rank_gives_zero_residual() -> Result<()> {
     let (m, n) = (12, 8);
     let mut cfg = crosslore_cfg(n, 3, 0.5, 1);
+    cfg.residual.mode = ResidualMode::Paper; // the residual moments themselves vanish
     cfg.galore.groups = vec![GroupRule::projected("^w$", settings(n, 3))];
     cfg.residual_targets = vec!["^w$".into()];
     let mut rng = Rng::new(6);
