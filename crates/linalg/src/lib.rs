@@ -19,6 +19,8 @@
 //! Conventions: a matrix `A` is `[m, n]`; a projector for [`Side::Right`] is `P: [n, r]` with
 //! orthonormal columns (`R = A P`), for [`Side::Left`] `P: [m, r]` (`R = P^T A`).
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod error;
 mod host;
 pub mod qr;

@@ -124,6 +124,12 @@ fn cholesky_qr2_parts(op: &'static str, y: &Tensor) -> Result<Option<(Tensor, Ma
 }
 
 fn householder_parts(op: &'static str, y: &Tensor) -> Result<(Tensor, Mat<f64>)> {
+    #[cfg(feature = "cuda")]
+    if crate::cuda::cuda_device(y).is_some() {
+        // On CUDA: cuSOLVER geqrf + orgqr in f32 on the device (no host copy of `y`).
+        validate::finite(op, y)?;
+        return crate::cuda::householder_qr(op, y);
+    }
     let yh = to_mat_f64(y)?;
     if !all_finite(yh.as_ref()) {
         return Err(LinalgError::NonFinite { op });

@@ -2,7 +2,8 @@
 //!
 //! The SVD runs on the host with faer in f32 (the working precision of galore-torch's
 //! `torch.linalg.svd(full_matrices=False)` on an f32 gradient). A tensor on a CUDA device is
-//! copied to the host and the factors are copied back; a cuSOLVER path is future work.
+//! factored on its device by cuSOLVER (`gesvdj` with a `gesvd` fallback, as `torch.linalg.svd`;
+//! feature `cuda`, [`crate::cuda`]).
 //! Singular vectors are defined up to sign, so they match galore-torch up to sign.
 use crate::host::{f32_to_tensor, to_mat_f32};
 use crate::{validate, LinalgError, Result, Side};
@@ -29,6 +30,19 @@ pub fn thin_svd(a: &Tensor) -> Result<ThinSvd> {
             msg: format!("empty matrix [{m}, {n}]"),
         });
     }
+    #[cfg(feature = "cuda")]
+    if crate::cuda::cuda_device(&a).is_some() {
+        validate::finite(op, &a)?;
+        let both = crate::cuda::Want {
+            left: true,
+            right: true,
+        };
+        let f = crate::cuda::thin_svd(op, &a, both, crate::cuda::SvdDriver::Gesvdj)?;
+        if let (Some(u), Some(v)) = (f.u, f.v) {
+            let vt = v.t()?.contiguous()?;
+            return Ok(ThinSvd { u, s: f.s, vt });
+        }
+    }
     let svd = host_svd(op, &a)?;
     let dev = a.device();
     let s: Vec<f32> = (0..m.min(n)).map(|i| svd.S()[i]).collect();
@@ -46,6 +60,11 @@ pub fn svd_subspace(a: &Tensor, rank: usize, side: Side) -> Result<Tensor> {
     let a = validate::matrix_f32(op, a)?;
     let (m, n) = a.dims2()?;
     validate::rank(op, rank, m, n)?;
+    #[cfg(feature = "cuda")]
+    if crate::cuda::cuda_device(&a).is_some() {
+        validate::finite(op, &a)?;
+        return crate::cuda::subspace(op, &a, rank, side, crate::cuda::SvdDriver::Gesvdj);
+    }
     let svd = host_svd(op, &a)?;
     let p = match side {
         Side::Left => svd.U().subcols(0, rank),
