@@ -1,4 +1,4 @@
-//! Linear algebra for gradient projection (DESIGN.md §1; paper Sec. 4.1, Alg. 1).
+//! Linear algebra for gradient projection (DESIGN.md §1; paper Sec. 4.1 and Alg. 1, line 5).
 //!
 //! All entry points take and return 2-D f32 candle [`Tensor`]s on any device; large products run
 //! on the tensor's device (cuBLAS on CUDA), small (r+p)^2 factorizations run on the host with faer.

@@ -1,6 +1,6 @@
 //! Randomized subspace iteration (Halko, Martinsson, Tropp 2011, Alg. 4.4 + Alg. 5.1; paper
-//! Sec. 4.1 / DESIGN.md §1.2 item 1) and the exact subspace of short matrices used by cross-head
-//! projection (DESIGN.md §1.2 item 2).
+//! Sec. 4.1.2, DESIGN.md §1.2 item 1) and the exact subspace of short matrices used by cross-head
+//! projection (paper Sec. 4.1.1, Eq. 4; DESIGN.md §1.2 item 2).
 //!
 //! Every product with `A` (`2 m n k` flops, `k = r + p`) is a candle `matmul` on `A`'s device;
 //! only `[k, k]` factors are computed on the host (faer, f64). A Left-side problem is solved as

@@ -1,4 +1,5 @@
-//! Exact thin SVD (GaLore's projector, DESIGN.md §1.1) and subspace quality (paper Fig. 2b).
+//! Exact thin SVD (GaLore's projector, paper Eq. 2, DESIGN.md §1.1) and subspace quality
+//! (paper Fig. 2b).
 //!
 //! The SVD runs on the host with faer in f32 (the working precision of galore-torch's
 //! `torch.linalg.svd(full_matrices=False)` on an f32 gradient). A tensor on a CUDA device is
