@@ -67,6 +67,12 @@ pub fn rsi_subspace(
     validate::rank(op, rank, m, n)?;
     validate::finite(op, &a)?;
     let k = sketch_width(rank, cfg, m, n);
+    let side_dim = match side {
+        Side::Right => n,
+        Side::Left => m,
+    };
+    let warm = checked_warm(op, warm, side_dim, k, a.device())?;
+    let warm = warm.as_ref();
     let saved = rng.clone();
     match rsi_core(op, &a, rank, side, k, cfg, rng, warm) {
         // `a` is finite (checked above), so a NaN/Inf downstream is an f32 overflow of a product
@@ -196,7 +202,31 @@ fn small_svd_v(op: &'static str, x: faer::MatRef<'_, f64>) -> Result<Mat<f64>> {
     Ok(svd.V().to_owned())
 }
 
-/// `Omega: [rows, k]`: the columns of `warm` first, then standard normal columns drawn row-major.
+/// `warm` as f32 on `device`, checked to be `[rows, c]` with `c <= k` and finite.
+fn checked_warm(
+    op: &'static str,
+    warm: Option<&Tensor>,
+    rows: usize,
+    k: usize,
+    device: &Device,
+) -> Result<Option<Tensor>> {
+    let Some(w) = warm else { return Ok(None) };
+    let w = validate::matrix_f32(op, w)?;
+    let (wr, wc) = w.dims2()?;
+    if wr != rows || wc > k {
+        return Err(LinalgError::Shape {
+            op,
+            msg: format!(
+                "warm-start projector is [{wr}, {wc}], expected [{rows}, c] with c <= {k}"
+            ),
+        });
+    }
+    validate::finite(op, &w)?;
+    Ok(Some(w.to_device(device)?))
+}
+
+/// `Omega: [rows, k]`: the columns of `warm` (already checked) first, then standard normal
+/// columns drawn row-major.
 fn test_matrix(
     op: &'static str,
     rows: usize,
@@ -205,31 +235,14 @@ fn test_matrix(
     warm: Option<&Tensor>,
     device: &Device,
 ) -> Result<Tensor> {
-    let warm = match warm {
-        None => None,
-        Some(w) => {
-            let w = validate::matrix_f32(op, w)?;
-            let (wr, wc) = w.dims2()?;
-            if wr != rows || wc > k {
-                return Err(LinalgError::Shape {
-                    op,
-                    msg: format!(
-                        "warm-start projector is [{wr}, {wc}], expected [{rows}, c] with c <= {k}"
-                    ),
-                });
-            }
-            validate::finite(op, &w)?;
-            Some(w.to_device(device)?)
-        }
-    };
-    let n_warm = warm.as_ref().map_or(0, |w| w.dims()[1]);
+    let n_warm = warm.map_or(0, |w| w.dims()[1]);
     let n_gauss = k - n_warm;
     let gauss = (n_gauss > 0)
         .then(|| Tensor::from_vec(rng.normal_vec(rows * n_gauss), (rows, n_gauss), device))
         .transpose()?;
     match (warm, gauss) {
-        (Some(w), Some(g)) => Ok(Tensor::cat(&[&w, &g], 1)?),
-        (Some(w), None) => Ok(w),
+        (Some(w), Some(g)) => Ok(Tensor::cat(&[w, &g], 1)?),
+        (Some(w), None) => Ok(w.clone()),
         (None, Some(g)) => Ok(g),
         (None, None) => Err(LinalgError::InvalidArgument {
             op,
