@@ -131,7 +131,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         let p = progress.get_or_insert_with(|| Progress::new("train", total));
         if show {
             p.update(r.step, &step_detail(r));
-        } else if r.step % cfg.log_every.max(1) == 0 || r.step == total {
+        } else if r.step.is_multiple_of(cfg.log_every.max(1)) || r.step == total {
             eprintln!("step {}/{total}: {}", r.step, step_detail(r));
         }
     };

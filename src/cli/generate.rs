@@ -89,7 +89,12 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         .get_ids()
         .to_vec();
     let t0 = Instant::now();
-    let out = generate(&m.model, &[ids.clone()], &cfg, Some(&m.tokenizer))?;
+    let out = generate(
+        &m.model,
+        std::slice::from_ref(&ids),
+        &cfg,
+        Some(&m.tokenizer),
+    )?;
     let secs = t0.elapsed().as_secs_f64();
     let g = out.into_iter().next().context("no generation returned")?;
     println!("{}", g.text.as_deref().unwrap_or_default());

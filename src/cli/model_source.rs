@@ -141,7 +141,7 @@ pub fn load(spec: &str, device: &Device, dtype: DType) -> Result<LoadedModel> {
     };
     let origin = path.display().to_string();
     if path.is_file() {
-        let g = gguf::load_llama(&path, device, dtype).with_context(|| format!("{origin}"))?;
+        let g = gguf::load_llama(&path, device, dtype)?;
         let config = LlamaConfig::from_json_value(g.config, &origin)?;
         let model = Llama::from_tensors_named(config, g.tensors, &opts, &origin)?;
         let mut eos = eos_ids(&model, &g.tokenizer);

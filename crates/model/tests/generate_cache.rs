@@ -228,7 +228,7 @@ fn stop_strings_cut_the_text() {
         max_new_tokens: 24,
         ..GenerateConfig::default()
     };
-    let free = generate(&m, &[prompt.clone()], &base, Some(&tok)).unwrap();
+    let free = generate(&m, std::slice::from_ref(&prompt), &base, Some(&tok)).unwrap();
     let text = free[0].text.clone().unwrap();
     assert_eq!(text, tok.decode(&free[0].tokens, true).unwrap());
     // a stop string from the middle of the free text (3 chars starting at the 2nd char boundary
@@ -248,7 +248,7 @@ fn stop_strings_cut_the_text() {
     for use_cache in [true, false] {
         let got = generate(
             &m,
-            &[prompt.clone()],
+            std::slice::from_ref(&prompt),
             &GenerateConfig {
                 use_cache,
                 ..cfg.clone()
