@@ -1,58 +1,79 @@
 //! `crosslore-bench`: `gpu-check`, `p1`, `p2` (see the library docs and docs/BENCHMARKS.md).
+//!
+//! Arguments are parsed by hand (no clap derive): clap's derive macros switch on `syn/full` for
+//! every host crate, which changes the hash of candle-kernels' build script (through `cudaforge`
+//! -> `serde_derive`) and forces a 30+ minute nvcc rebuild of the CUDA kernels.
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
 use crosslore_bench::shapes::ModelDims;
 use crosslore_bench::synth::Spectrum;
 use crosslore_bench::{check, p1, p2, parse_device};
 
-#[derive(Parser)]
-#[command(
-    name = "crosslore-bench",
-    about = "CrossLore device checks and benchmarks"
-)]
-struct Cli {
-    /// cpu, cuda or cuda:N
-    #[arg(long, global = true, default_value = "cuda")]
+const USAGE: &str =
+    "usage: crosslore-bench [--device cpu|cuda|cuda:N] [--json FILE] [--seed N] <command> [options]
+commands:
+  gpu-check                 every device path vs the CPU path on the same inputs; exit 1 on FAIL
+  p1 [--layers 32] [--shrink 1] [--svd-samples 1] [--reps 3]
+                            projection refresh of every targeted matrix (LLaMA-2-7B shapes)
+  p2 [--layers 32] [--shrink 1] [--reps 5] [--targets-only]
+                            optimizer step without refresh vs the measured floors";
+
+struct Args {
     device: String,
-    /// Write the full JSON report here.
-    #[arg(long, global = true)]
     json: Option<PathBuf>,
-    #[arg(long, global = true, default_value_t = 0)]
     seed: u64,
-    #[command(subcommand)]
-    cmd: Cmd,
+    cmd: String,
+    layers: usize,
+    shrink: usize,
+    svd_samples: usize,
+    reps: Option<usize>,
+    targets_only: bool,
 }
 
-#[derive(Subcommand)]
-enum Cmd {
-    /// Every device path vs the CPU path on the same random inputs; exits 1 on a FAIL.
-    GpuCheck,
-    /// Projection refresh of every targeted matrix of a LLaMA-2-7B-shaped model.
-    P1 {
-        #[arg(long, default_value_t = 32)]
-        layers: usize,
-        /// Divide every dimension by this (CPU smoke tests).
-        #[arg(long, default_value_t = 1)]
-        shrink: usize,
-        #[arg(long, default_value_t = 1)]
-        svd_samples: usize,
-        #[arg(long, default_value_t = 3)]
-        reps: usize,
-    },
-    /// Optimizer step without refresh (AdamW, GaLore, CrossLore) vs the measured floors.
-    P2 {
-        #[arg(long, default_value_t = 32)]
-        layers: usize,
-        #[arg(long, default_value_t = 1)]
-        shrink: usize,
-        /// Only the 224 targeted matrices (no embeddings, head, norms).
-        #[arg(long)]
-        targets_only: bool,
-        #[arg(long, default_value_t = 5)]
-        reps: usize,
-    },
+fn parse() -> Result<Args> {
+    let mut a = Args {
+        device: "cuda".into(),
+        json: None,
+        seed: 0,
+        cmd: String::new(),
+        layers: 32,
+        shrink: 1,
+        svd_samples: 1,
+        reps: None,
+        targets_only: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .with_context(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        let num = |name: &str, v: String| -> Result<usize> {
+            v.parse()
+                .with_context(|| format!("{name}: expected a non-negative integer, got {v:?}"))
+        };
+        match arg.as_str() {
+            "--device" => a.device = value("--device")?,
+            "--json" => a.json = Some(value("--json")?.into()),
+            "--seed" => a.seed = num("--seed", value("--seed")?)? as u64,
+            "--layers" => a.layers = num("--layers", value("--layers")?)?,
+            "--shrink" => a.shrink = num("--shrink", value("--shrink")?)?,
+            "--svd-samples" => a.svd_samples = num("--svd-samples", value("--svd-samples")?)?,
+            "--reps" => a.reps = Some(num("--reps", value("--reps")?)?),
+            "--targets-only" => a.targets_only = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            c if !c.starts_with('-') && a.cmd.is_empty() => a.cmd = c.to_string(),
+            other => bail!("unexpected argument {other:?}\n{USAGE}"),
+        }
+    }
+    if a.cmd.is_empty() {
+        bail!("no command\n{USAGE}");
+    }
+    Ok(a)
 }
 
 fn write_json(path: &Option<PathBuf>, v: &impl serde::Serialize) -> Result<()> {
@@ -64,12 +85,12 @@ fn write_json(path: &Option<PathBuf>, v: &impl serde::Serialize) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
-    let dev = parse_device(&cli.device)?;
-    match cli.cmd {
-        Cmd::GpuCheck => {
-            let rep = check::run(&dev, cli.seed)?;
-            write_json(&cli.json, &rep)?;
+    let a = parse()?;
+    let dev = parse_device(&a.device)?;
+    match a.cmd.as_str() {
+        "gpu-check" => {
+            let rep = check::run(&dev, a.seed)?;
+            write_json(&a.json, &rep)?;
             let fails = rep.checks.iter().filter(|c| !c.pass).count();
             println!(
                 "gpu-check on {}: {} checks, {} FAIL",
@@ -81,42 +102,33 @@ fn main() -> Result<()> {
                 bail!("{fails} check(s) failed");
             }
         }
-        Cmd::P1 {
-            layers,
-            shrink,
-            svd_samples,
-            reps,
-        } => {
+        "p1" => {
             let opt = p1::P1Options {
-                dims: ModelDims::llama2_7b(layers, shrink),
+                dims: ModelDims::llama2_7b(a.layers, a.shrink),
                 spectrum: Spectrum::default(),
                 oversample: 8,
-                svd_samples,
-                reps,
-                seed: cli.seed,
-                rate_scale: shrink,
+                svd_samples: a.svd_samples,
+                reps: a.reps.unwrap_or(3),
+                seed: a.seed,
+                rate_scale: a.shrink,
             };
             let rep = p1::run(&dev, &opt)?;
-            write_json(&cli.json, &rep)?;
+            write_json(&a.json, &rep)?;
             println!("{}", p1::table(&rep));
         }
-        Cmd::P2 {
-            layers,
-            shrink,
-            targets_only,
-            reps,
-        } => {
+        "p2" => {
             let opt = p2::P2Options {
-                dims: ModelDims::llama2_7b(layers, shrink),
-                full_model: !targets_only,
-                reps,
-                seed: cli.seed,
-                rate_scale: shrink,
+                dims: ModelDims::llama2_7b(a.layers, a.shrink),
+                full_model: !a.targets_only,
+                reps: a.reps.unwrap_or(5),
+                seed: a.seed,
+                rate_scale: a.shrink,
             };
             let rep = p2::run(&dev, &opt)?;
-            write_json(&cli.json, &rep)?;
+            write_json(&a.json, &rep)?;
             println!("{}", p2::table(&rep));
         }
+        other => bail!("unknown command {other:?}\n{USAGE}"),
     }
     Ok(())
 }

@@ -9,8 +9,10 @@
 //! - `rsi_warm_q1`: RSI warm-started from the previous refresh's projector, q = 1. The previous
 //!   projector is the `rsi_q2` projector of an earlier gradient whose singular subspaces drifted
 //!   ([`crate::synth::drifted`], drift 0.2), computed before timing.
-//! - `cross_head`: CrossLore as configured by default: cross-head projection (paper Eq. 3-4) on
-//!   q/k, `rsi_q2` on v, o, gate, up, down.
+//! - `rsi_q2_device_omega`: `rsi_q2` with the Gaussian test matrix drawn on the device (candle
+//!   `randn`) instead of the host's seeded Rng (the host draw is timed separately).
+//! - `cross_head_qk+rsi_q2[_device_omega]`: CrossLore as configured by default: cross-head
+//!   projection (paper Eq. 3-4) on q/k, `rsi_q2` on v, o, gate, up, down.
 //!
 //! The residual of a projector is `||G - P P^T G||_F / ||G||_F` (paper Fig. 2b).
 use std::collections::BTreeMap;
@@ -209,20 +211,45 @@ pub fn run(dev: &Device, opt: &P1Options) -> Result<P1Report> {
     let grads_ref = &grads;
     let warm_ref = &warm;
     let seed = opt.seed;
+    let oversample = opt.oversample;
+    // Cold RSI with the Gaussian test matrix drawn on the host by the seeded Rng (as the
+    // optimizer does) or on the device (candle randn, passed through the warm-start argument,
+    // which takes a full [n_s, k] test matrix).
+    let cold = |i: usize, t: &Target, device_omega: bool| -> Result<Tensor> {
+        let mut rng = Rng::derive(seed, i as u64);
+        let g = &grads_ref[i];
+        if device_omega {
+            let ns = match t.side() {
+                Side::Right => t.cols,
+                Side::Left => t.rows,
+            };
+            let k = (r + oversample).min(t.rows).min(t.cols);
+            let omega = Tensor::randn(0f32, 1f32, (ns, k), g.device())?;
+            Ok(rsi_subspace(
+                g,
+                r,
+                t.side(),
+                &cfg_q2,
+                &mut rng,
+                Some(&omega),
+            )?)
+        } else {
+            Ok(rsi_subspace(g, r, t.side(), &cfg_q2, &mut rng, None)?)
+        }
+    };
+    let cross = |i: usize, t: &Target, device_omega: bool| -> Result<Tensor> {
+        if t.is_qk() {
+            let mut rng = Rng::derive(seed, i as u64);
+            Ok(cross_head_projector(&grads_ref[i], &layout, r, &cfg_q2, &mut rng, None)?.0)
+        } else {
+            cold(i, t, device_omega)
+        }
+    };
     let randomized: Vec<(&str, PassFn)> = vec![
+        ("rsi_q2", Box::new(|i, t: &Target| cold(i, t, false))),
         (
-            "rsi_q2",
-            Box::new(|i, t: &Target| {
-                let mut rng = Rng::derive(seed, i as u64);
-                Ok(rsi_subspace(
-                    &grads_ref[i],
-                    r,
-                    t.side(),
-                    &cfg_q2,
-                    &mut rng,
-                    None,
-                )?)
-            }),
+            "rsi_q2_device_omega",
+            Box::new(|i, t: &Target| cold(i, t, true)),
         ),
         (
             "rsi_warm_q1",
@@ -240,21 +267,11 @@ pub fn run(dev: &Device, opt: &P1Options) -> Result<P1Report> {
         ),
         (
             "cross_head_qk+rsi_q2",
-            Box::new(|i, t: &Target| {
-                let mut rng = Rng::derive(seed, i as u64);
-                if t.is_qk() {
-                    Ok(cross_head_projector(&grads_ref[i], &layout, r, &cfg_q2, &mut rng, None)?.0)
-                } else {
-                    Ok(rsi_subspace(
-                        &grads_ref[i],
-                        r,
-                        t.side(),
-                        &cfg_q2,
-                        &mut rng,
-                        None,
-                    )?)
-                }
-            }),
+            Box::new(|i, t: &Target| cross(i, t, false)),
+        ),
+        (
+            "cross_head_qk+rsi_q2_device_omega",
+            Box::new(|i, t: &Target| cross(i, t, true)),
         ),
     ];
     for (name, f) in &randomized {
@@ -285,16 +302,13 @@ pub fn run(dev: &Device, opt: &P1Options) -> Result<P1Report> {
         let mut res = Vec::with_capacity(ts.len());
         let mut flops = 0.0;
         for (i, t) in ts.iter().enumerate() {
-            let side = if *name == "cross_head_qk+rsi_q2" && t.is_qk() {
-                Side::Right
-            } else {
-                t.side()
-            };
+            let is_cross = name.starts_with("cross_head") && t.is_qk();
+            let side = if is_cross { Side::Right } else { t.side() };
             res.push(subspace_residual(&grads[i], &last[i], side)? as f64);
             let k = (r + opt.oversample).min(t.rows).min(t.cols);
             flops += match *name {
                 "rsi_warm_q1" => rsi_flops(t.rows, t.cols, k, r, 1, side),
-                "cross_head_qk+rsi_q2" if t.is_qk() => {
+                _ if is_cross => {
                     let rows = d.d_head * crosslore_optim::cross_head::heads_needed(&layout, r);
                     8.0 * (t.cols * rows * rows) as f64 + 2.0 * (t.cols * rows * r) as f64
                 }

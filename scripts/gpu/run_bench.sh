@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Issue 5 benchmarks on the device machine (one call): gpu-check, P1, P2 with crosslore-bench and
+# the PyTorch + galore-torch references, side by side. Run from the repository root there, with
+#   .devbin/crosslore-bench.xz  (built here by scripts/gpu/build_bench.sh)
+#   .whl/                       (galore-torch 1.0, bitsandbytes 0.50.2, tensorly 0.10.0 wheels)
+# carried, e.g. run(command="bash scripts/gpu/run_bench.sh", carry=[".devbin", ".whl"]).
+# Writes $OUT/bench_log.txt (everything printed) and one JSON per step; never more than 8 files.
+# Each step may fail on its own; the others still run. Steps: $STEPS (default: all).
+set -uo pipefail
+OUT=${OUT:-/tmp/bench_out}
+mkdir -p "$OUT"
+LOG="$OUT/bench_log.txt"
+STEPS=${STEPS:-"check p1 p1torch p2 p2torch"}
+export PYTHONUNBUFFERED=1
+
+exec > >(tee -a "$LOG") 2>&1
+date -u
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+python3 -c 'import torch; print("torch", torch.__version__, torch.version.cuda)'
+xz -dc .devbin/crosslore-bench.xz > /tmp/crosslore-bench && chmod +x /tmp/crosslore-bench || exit 1
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  && export PYTHONPATH=/tmp/site:${PYTHONPATH:-} || echo "FAILED: wheel install"
+B=/tmp/crosslore-bench
+run() { # name, command...
+  local name=$1; shift
+  echo; echo "=== $name: $* ==="
+  local t0=$SECONDS
+  "$@" || echo "FAILED: $name (exit $?)"
+  echo "=== $name took $((SECONDS - t0)) s ==="
+}
+for s in $STEPS; do
+  case $s in
+    check) run gpu-check $B --device cuda gpu-check --json "$OUT/gpu_check.json" ;;
+    p1) run p1 $B --device cuda p1 --json "$OUT/p1.json" ;;
+    p1torch) run p1-torch python3 bench/reference/galore_p1.py --out "$OUT/p1_torch.json" ;;
+    p2) run p2 $B --device cuda p2 --json "$OUT/p2.json" ;;
+    p2torch) run p2-torch python3 bench/reference/galore_p2.py --out "$OUT/p2_torch.json" ;;
+    *) echo "unknown step $s" ;;
+  esac
+done
+date -u
