@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use crosslore_data::DataPosition;
 use crosslore_linalg::Rng;
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,7 @@ pub struct TrainerState {
     pub data_position: DataPosition,
     /// The trainer's RNG (dropout seeds).
     pub rng: Rng,
+    /// The schedule the run had (for information; resuming uses the current config's).
     pub schedule: Schedule,
     pub grads_peak_bytes: usize,
     pub config: TrainConfig,
@@ -143,7 +144,9 @@ impl Trainer {
 
     /// Restores a checkpoint written by [`Trainer::save_checkpoint`] into this trainer (built by
     /// [`Trainer::new`] from the same config, model and data): trainable tensors, optimizer
-    /// state, step, data position, RNG, schedule. The checkpoint's method must be this run's.
+    /// state, step, data position, RNG. The checkpoint's method must be this run's. The schedule
+    /// stays this trainer's (from its config): resuming with a larger `max_steps` extends the
+    /// run; with the same config the continuation is bit-identical.
     pub fn resume_from(&mut self, ckpt: &Path) -> Result<()> {
         let jpath = ckpt.join(TRAINER_FILE);
         let bytes = fs::read(&jpath).map_err(|e| TrainError::io(&jpath, "read", e))?;
@@ -164,40 +167,51 @@ impl Trainer {
                 ),
             ));
         }
-        let tpath = ckpt.join(TRAINABLE_FILE);
         let dev = self.model.device().clone();
-        let mut tensors = candle_core::safetensors::load(&tpath, &dev)
-            .map_err(|e| TrainError::ckpt(&tpath, format!("cannot load: {e}")))?;
-        for (name, var) in &self.params {
-            let t = tensors
-                .remove(name)
-                .ok_or_else(|| TrainError::ckpt(&tpath, format!("tensor `{name}` missing")))?;
-            if t.dims() != var.dims() || t.dtype() != var.dtype() {
-                return Err(TrainError::ckpt(
-                    &tpath,
-                    format!(
-                        "tensor `{name}`: {:?} {:?}, expected {:?} {:?}",
-                        t.dtype(),
-                        t.dims(),
-                        var.dtype(),
-                        var.dims()
-                    ),
-                ));
-            }
-            var.set(&t)?;
-        }
-        if let Some(extra) = tensors.keys().next() {
-            return Err(TrainError::ckpt(
-                &tpath,
-                format!("tensor `{extra}` is not a trainable parameter of this model"),
-            ));
-        }
+        load_trainable(ckpt, &self.params)?;
         self.opt = MethodOptimizer::load(self.cfg.method, &ckpt.join(OPTIM_DIR), &dev)?;
         self.data.seek(state.data_position)?;
         self.step = state.step;
         self.rng = state.rng;
-        self.schedule = state.schedule;
         self.grads_peak = state.grads_peak_bytes;
         Ok(())
     }
+}
+
+/// Sets `params` (trainable tensors by name, e.g. [`crosslore_model::Llama::params`]) from the
+/// checkpoint folder `ckpt`: every name must be present with the same shape and dtype, and the
+/// file must hold no other tensor. Used by resuming, and to evaluate a checkpoint.
+pub fn load_trainable(ckpt: &Path, params: &[(String, Var)]) -> Result<()> {
+    let tpath = ckpt.join(TRAINABLE_FILE);
+    let dev = params
+        .first()
+        .map(|(_, v)| v.device().clone())
+        .unwrap_or(Device::Cpu);
+    let mut tensors = candle_core::safetensors::load(&tpath, &dev)
+        .map_err(|e| TrainError::ckpt(&tpath, format!("cannot load: {e}")))?;
+    for (name, var) in params {
+        let t = tensors
+            .remove(name)
+            .ok_or_else(|| TrainError::ckpt(&tpath, format!("tensor `{name}` missing")))?;
+        if t.dims() != var.dims() || t.dtype() != var.dtype() {
+            return Err(TrainError::ckpt(
+                &tpath,
+                format!(
+                    "tensor `{name}`: {:?} {:?}, expected {:?} {:?}",
+                    t.dtype(),
+                    t.dims(),
+                    var.dtype(),
+                    var.dims()
+                ),
+            ));
+        }
+        var.set(&t)?;
+    }
+    if let Some(extra) = tensors.keys().next() {
+        return Err(TrainError::ckpt(
+            &tpath,
+            format!("tensor `{extra}` is not a trainable parameter of this model"),
+        ));
+    }
+    Ok(())
 }
