@@ -13,8 +13,10 @@
 //! NaN/Inf inputs, rank 0, rank > min(m, n) and non-2-D inputs are typed [`LinalgError`]s.
 //! Zero and rank-deficient inputs give orthonormal projectors (completed deterministically).
 //!
-//! Devices: everything is candle ops plus host copies of small factors, so the same code runs on
-//! CUDA (`cuda` feature); only [`svd`] copies the whole matrix to the host (faer), for now.
+//! Devices: RSI, CholeskyQR2 and the cross-head Gram subspace are candle ops plus host copies of
+//! `[k, k]` factors, so the same code runs on CUDA. The exact SVD and the Householder fallback run
+//! on the host with faer for CPU tensors and through cuSOLVER for CUDA tensors (`cuda` feature,
+//! `cuda` module).
 //!
 //! Conventions: a matrix `A` is `[m, n]`; a projector for [`Side::Right`] is `P: [n, r]` with
 //! orthonormal columns (`R = A P`), for [`Side::Left`] `P: [m, r]` (`R = P^T A`).
