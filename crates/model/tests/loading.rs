@@ -475,3 +475,39 @@ fn loss_mask_counts_and_errors() {
     let m2 = Tensor::full(2f32, (2, 9), &Device::Cpu).unwrap();
     assert!(m.forward(&ids(&r), Some(&m2)).is_err());
 }
+
+/// Under LoRA/DoRA the backward allocates no gradient for frozen base weights: no tensor in the
+/// gradient store has the shape of a base linear weight (or its transpose). With candle's plain
+/// matmul backward every frozen linear would leave such a weight-sized gradient in the store.
+#[test]
+fn adapter_backward_holds_no_base_weight_gradients() {
+    let r = reference("tied_gqa");
+    for kind in [AdapterKind::Lora, AdapterKind::Dora] {
+        let m = Llama::from_hf_folder(
+            &fixture("tied_gqa"),
+            &opts(Training::Adapter(lora_cfg(kind, 0.1))),
+        )
+        .unwrap();
+        let ctx = m
+            .context(2, 9, Some(&r["attention_mask"]), true, 1)
+            .unwrap();
+        let logits = m.forward_with(&ids(&r), &ctx).unwrap();
+        let grads = causal_lm_loss(&logits, &r["labels"], None)
+            .unwrap()
+            .backward()
+            .unwrap();
+        let mut weight_shapes = std::collections::HashSet::new();
+        for l in &m.layers {
+            for p in crosslore_model::Proj::ALL {
+                let d = l.proj(p).weight.tensor().dims().to_vec();
+                weight_shapes.insert(d.clone());
+                weight_shapes.insert(vec![d[1], d[0]]);
+            }
+        }
+        let n_weight_sized = grads
+            .get_ids()
+            .filter(|id| weight_shapes.contains(grads.get_id(**id).unwrap().dims()))
+            .count();
+        assert_eq!(n_weight_sized, 0, "{kind:?}");
+    }
+}
