@@ -46,12 +46,20 @@ fn main() -> anyhow::Result<()> {
         path.display(),
         t.elapsed().as_secs_f64()
     );
+    let hwm = || crosslore_train::memory::peak_rss_bytes().unwrap_or(0) as f64 / 1e9;
+    let rss = || crosslore_train::memory::current_rss_bytes().unwrap_or(0) as f64 / 1e9;
+    println!("after load: rss {:.2} GB, peak {:.2} GB", rss(), hwm());
     let (enc, pad) = encoder(&cfg, &tok)?;
     let set = enc.encode_all(&load_task(&cfg, Split::Train)?)?;
     let test = enc
         .encode_all(&load_task(&cfg, Split::Test)?[..8])?
         .examples;
     let before = heldout_loss(&model, &test, batch, pad)?;
+    println!(
+        "after held-out loss: rss {:.2} GB, peak {:.2} GB",
+        rss(),
+        hwm()
+    );
     let mut tr = Trainer::new(cfg.clone(), model, set.examples, pad)?;
     let mut times = Vec::new();
     let mut losses = Vec::new();
@@ -63,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             r.timings.backward_s, r.timings.clip_pass_s, r.timings.optimizer_s,
             r.timings.refresh_s, r.tokens
         );
+        println!("  rss {:.2} GB, peak {:.2} GB", rss(), hwm());
         times.push(r.timings.total_s);
         losses.push(r.loss);
     }

@@ -160,8 +160,18 @@ pub fn peak_rss_bytes() -> Option<u64> {
     parse_vm_hwm(&text)
 }
 
+/// `VmRSS` (current resident set size) of this process, in bytes.
+pub fn current_rss_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_status_kb(&text, "VmRSS:")
+}
+
 fn parse_vm_hwm(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    parse_status_kb(status, "VmHWM:")
+}
+
+fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }

@@ -65,13 +65,16 @@ pub struct RunSummary {
     pub checkpoint: Option<PathBuf>,
 }
 
+/// Progress callback: the step's report and the total number of steps.
+pub type StepCallback<'a> = &'a mut dyn FnMut(&StepReport, usize);
+
 /// Optional parts of a run.
 #[derive(Default)]
 pub struct RunOptions<'a> {
     /// Generation-based evaluation before and after training.
     pub evaluator: Option<&'a mut dyn Evaluator>,
     /// Called after every step (progress display).
-    pub on_step: Option<&'a mut dyn FnMut(&StepReport, usize)>,
+    pub on_step: Option<StepCallback<'a>>,
     /// Skip writing the exported model (tests).
     pub skip_export: bool,
 }
@@ -277,12 +280,12 @@ pub fn run_finetune_with(cfg: &TrainConfig, mut opts: RunOptions<'_>) -> Result<
     let mut checkpoint = None;
     while !trainer.is_done() {
         let r = trainer.step()?;
-        if r.step % cfg.log_every == 0 || trainer.is_done() {
+        if r.step.is_multiple_of(cfg.log_every) || trainer.is_done() {
             log.write(&r)?;
         }
         first.get_or_insert(r.loss);
         last = Some(r.loss);
-        if cfg.save_every > 0 && r.step % cfg.save_every == 0 {
+        if cfg.save_every > 0 && r.step.is_multiple_of(cfg.save_every) {
             checkpoint = Some(trainer.save_checkpoint(&run_dir, cfg.keep_checkpoints)?);
         }
         if let Some(cb) = opts.on_step.as_deref_mut() {
@@ -291,7 +294,10 @@ pub fn run_finetune_with(cfg: &TrainConfig, mut opts: RunOptions<'_>) -> Result<
     }
     let train_s = t0.elapsed().as_secs_f64();
     let steps = trainer.steps_done() - start_step;
-    if checkpoint.is_none() || cfg.save_every == 0 || trainer.steps_done() % cfg.save_every != 0 {
+    if checkpoint.is_none()
+        || cfg.save_every == 0
+        || !trainer.steps_done().is_multiple_of(cfg.save_every)
+    {
         checkpoint = Some(trainer.save_checkpoint(&run_dir, cfg.keep_checkpoints)?);
     }
     let memory = trainer.memory_report();

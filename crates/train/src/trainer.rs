@@ -326,7 +326,7 @@ impl Trainer {
         let lr = self.schedule.lr(self.step);
         self.opt.set_lr(lr);
         let measure_residual = matches!(self.cfg.method, Method::Galore | Method::Crosslore)
-            && (self.step + 1) % self.cfg.log_every == 0;
+            && (self.step + 1).is_multiple_of(self.cfg.log_every);
         let mut acc = StepAcc {
             refreshed: 0,
             residuals: Vec::new(),

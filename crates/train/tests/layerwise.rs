@@ -11,6 +11,15 @@
 
 mod common;
 
+/// Losses, grad norms, clip coefficients, final weights, gradient-bytes peak.
+type Trajectory = (
+    Vec<f64>,
+    Vec<f64>,
+    Vec<f64>,
+    Vec<(String, candle_core::Tensor)>,
+    usize,
+);
+
 use common::*;
 use crosslore_train::config::Method;
 use crosslore_train::{TrainConfig, Trainer};
@@ -24,16 +33,7 @@ const METHODS: [Method; 5] = [
 ];
 
 /// Runs `steps` steps; returns the losses, grad norms, clip coefficients and final weights.
-fn train(
-    cfg: &TrainConfig,
-    steps: usize,
-) -> (
-    Vec<f64>,
-    Vec<f64>,
-    Vec<f64>,
-    Vec<(String, candle_core::Tensor)>,
-    usize,
-) {
+fn train(cfg: &TrainConfig, steps: usize) -> Trajectory {
     let model = tiny_model(cfg);
     let mut t = Trainer::new(cfg.clone(), model, dataset(16, 11), 0).unwrap();
     let (mut losses, mut norms, mut coefs) = (vec![], vec![], vec![]);
