@@ -65,24 +65,33 @@ pub fn activation_bytes(
     }
 }
 
-/// Gradient bytes of the largest block, plus the parameters shared between blocks (the tied
-/// embedding), whose gradient stays pending from its first to its last block in a layerwise
-/// sweep.
+/// Gradient bytes alive in a layerwise sweep: the largest block's own parameters plus the
+/// parameters shared between blocks (the tied embedding), whose gradient stays pending from its
+/// first to its last block.
 pub fn largest_block_bytes(model: &Llama) -> usize {
     let blocks = model.blocks();
-    let mut count: HashMap<String, (usize, usize)> = HashMap::new();
-    let mut largest = 0;
+    let mut uses: HashMap<String, (usize, usize)> = HashMap::new();
     for b in &blocks {
-        let mut sum = 0;
         for (name, v) in b.params() {
-            let bytes = tensor_bytes(v.as_tensor());
-            sum += bytes;
-            count.entry(name).or_insert((0, bytes)).0 += 1;
+            uses.entry(name)
+                .or_insert((0, tensor_bytes(v.as_tensor())))
+                .0 += 1;
         }
-        largest = largest.max(sum);
     }
-    let shared: usize = count.values().filter(|(n, _)| *n > 1).map(|(_, b)| b).sum();
-    largest + shared
+    let shared = |n: &str| uses.get(n).is_some_and(|(k, _)| *k > 1);
+    let largest_own = blocks
+        .iter()
+        .map(|b| {
+            b.params()
+                .iter()
+                .filter(|(n, _)| !shared(n))
+                .map(|(_, v)| tensor_bytes(v.as_tensor()))
+                .sum::<usize>()
+        })
+        .max()
+        .unwrap_or(0);
+    let shared_bytes: usize = uses.values().filter(|(k, _)| *k > 1).map(|(_, b)| b).sum();
+    largest_own + shared_bytes
 }
 
 /// Inputs of [`report`].
