@@ -199,6 +199,24 @@ fn eval_on_tiny_model_writes_report() {
             assert!(v["outputs"][0]["references"].as_array().unwrap().len() > 1);
         }
     }
+    // a data file with its format, and one whose format is detected from its fields
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/data/tests/fixtures");
+    for (file, format) in [("gsm8k.jsonl", Some("gsm8k")), ("mawps.json", None)] {
+        let report = dir.path().join(format!("{file}.json"));
+        let mut cmd = bin();
+        cmd.args(["eval", "--model", model.to_str().unwrap(), "--task"])
+            .arg(fixtures.join(file))
+            .args(["--samples", "2", "--max-new-tokens", "4", "--output"])
+            .arg(&report);
+        if let Some(f) = format {
+            cmd.args(["--format", f]);
+        }
+        ok(cmd.output().unwrap());
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert!(v["metrics"]["accuracy"].is_number(), "{file}: {v}");
+        assert!(v["outputs"][0]["correct"].is_boolean(), "{file}: {v}");
+    }
     let out = bin()
         .args([
             "eval",
