@@ -5,6 +5,7 @@
 //! `config.json` fields: `loading.rs::config_errors_name_field_and_expectation`.)
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -169,4 +170,104 @@ fn config_json_syntax_error_names_file_and_position() {
     let missing = dir.path().join("absent/config.json");
     let msg = LlamaConfig::from_file(&missing).unwrap_err().to_string();
     assert!(msg.contains(&missing.display().to_string()), "{msg}");
+}
+
+// ---------------------------------------------------------------- layer counts from the file
+//
+// Found by reading the fuzz targets' paths: a huge layer count makes the loaders build the list
+// of required tensor names for every layer (`required_names` in gguf/llama.rs,
+// `LlamaConfig::expected_tensors` in loader.rs) before noticing that layer 1 is missing: memory
+// and time grow with the claimed count (u32::MAX layers = tens of GB) instead of an error.
+
+/// Runs `f` on a thread; a hang (the bug) ends the test process after `secs` instead of
+/// allocating until the machine runs out of memory.
+fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(v) => v,
+        Err(_) => {
+            // not eprintln!: the harness captures that, and exit() would drop it
+            let _ = writeln!(
+                std::io::stderr(),
+                "{what}: no answer after {secs} s (still allocating): aborting the test process"
+            );
+            std::process::exit(101)
+        }
+    }
+}
+
+fn micro_seed(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/corpus")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+#[ignore = "bug: GGUF llama.block_count = u32::MAX makes load_llama build 4e9 x 9 required tensor names (gguf/llama.rs required_names) before reporting the missing blk.1: hang + OOM instead of an error"]
+fn gguf_huge_block_count_is_an_error_not_an_allocation() {
+    let mut b = micro_seed("gguf/seed-micro-f32.gguf");
+    let key = b"llama.block_count";
+    let mut needle = (key.len() as u64).to_le_bytes().to_vec();
+    needle.extend_from_slice(key);
+    needle.extend_from_slice(&4u32.to_le_bytes()); // GGUF type UINT32
+    let at = b
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())
+        .expect("llama.block_count: u32 in the seed")
+        + needle.len();
+    b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("layers.gguf");
+    std::fs::write(&path, &b).unwrap();
+    let p = path.clone();
+    let r = within(3, "load_llama", move || {
+        load_llama(&p, &Device::Cpu, DType::F32).map(|_| ())
+    });
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("blk.1"),
+        "{msg}"
+    );
+}
+
+#[test]
+#[ignore = "bug: config.json num_hidden_layers = 2^40 makes from_hf_folder build 2^40 x 9 expected tensors (LlamaConfig::expected_tensors, loader.rs) before reporting the missing layer 1: hang + OOM instead of an error"]
+fn config_json_huge_layer_count_is_an_error_not_an_allocation() {
+    let seed = micro_seed("hf_folder/seed-micro");
+    let nul = seed.iter().position(|&b| b == 0).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&seed[..nul]).unwrap();
+    cfg["num_hidden_layers"] = serde_json::json!(1u64 << 40);
+    let dir = folder(cfg.to_string().as_bytes(), &seed[nul + 1..]);
+    let d = dir.path().to_path_buf();
+    let r = within(3, "from_hf_folder", move || {
+        Llama::from_hf_folder(&d, &LoadOptions::default()).map(|_| ())
+    });
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains(&dir.path().display().to_string())
+            && msg.contains("model.layers.1.input_layernorm.weight"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn moderate_layer_count_mismatch_is_named() {
+    // the same inputs with 3 layers instead of 1: the error the two tests above expect
+    let seed = micro_seed("hf_folder/seed-micro");
+    let nul = seed.iter().position(|&b| b == 0).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&seed[..nul]).unwrap();
+    cfg["num_hidden_layers"] = serde_json::json!(3);
+    let dir = folder(cfg.to_string().as_bytes(), &seed[nul + 1..]);
+    let msg = load_err(dir.path());
+    assert!(
+        msg.contains(&dir.path().display().to_string())
+            && msg.contains("missing tensor `model.layers.1.input_layernorm.weight`"),
+        "{msg}"
+    );
 }
