@@ -17,7 +17,8 @@ commands:
   p1 [--layers 32] [--shrink 1] [--svd-samples 1] [--reps 3]
                             projection refresh of every targeted matrix (LLaMA-2-7B shapes)
   p2 [--layers 32] [--shrink 1] [--reps 5] [--targets-only]
-                            optimizer step without refresh vs the measured floors";
+                            optimizer step without refresh vs the measured floors
+  htod                      host-to-device upload time of Tensor::from_vec by size";
 
 struct Args {
     device: String,
@@ -127,6 +128,18 @@ fn main() -> Result<()> {
             let rep = p2::run(&dev, &opt)?;
             write_json(&a.json, &rep)?;
             println!("{}", p2::table(&rep));
+        }
+        "htod" => {
+            println!("| f32 elements | MB | fresh Vec ms | reused Vec ms | MB/s (fresh) |\n|---|---|---|---|---|");
+            for (n, fresh, reused) in crosslore_bench::floors::htod_probe(&dev)? {
+                let mb = (n * 4) as f64 / 1e6;
+                println!(
+                    "| {n} | {mb:.3} | {:.3} | {:.3} | {:.0} |",
+                    fresh * 1e3,
+                    reused * 1e3,
+                    mb / fresh
+                );
+            }
         }
         other => bail!("unknown command {other:?}\n{USAGE}"),
     }
