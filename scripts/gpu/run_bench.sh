@@ -32,7 +32,7 @@ for s in $STEPS; do
   case $s in
     check) run gpu-check $B --device cuda gpu-check --json "$OUT/gpu_check.json" ;;
     htod) run htod $B --device cuda htod ;;
-    p1) run p1 $B --device cuda p1 --json "$OUT/p1.json" ;;
+    p1) run p1 $B --device cuda p1 --reps ${P1_REPS:-1} --json "$OUT/p1.json" ;;
     p1torch) run p1-torch python3 bench/reference/galore_p1.py --out "$OUT/p1_torch.json" ;;
     p2) run p2 $B --device cuda p2 --json "$OUT/p2.json" ;;
     p2torch) run p2-torch python3 bench/reference/galore_p2.py --out "$OUT/p2_torch.json" ;;
