@@ -182,10 +182,76 @@ fn parse_rope_scaling(origin: &str, v: &Value) -> Result<Option<RopeScaling>> {
     }
 }
 
+/// Check the JSON types of the fields this crate reads, so that a wrong type is reported with
+/// its field name (serde's `from_value` error does not say which field).
+fn check_field_types(origin: &str, value: &Value) -> Result<()> {
+    let obj = value.as_object().ok_or_else(|| {
+        ModelError::config(origin, "<root>", "expected a JSON object of config fields")
+    })?;
+    let ids = |v: &Value| {
+        v.as_u64().is_some_and(|x| x <= u32::MAX as u64)
+            || v.as_array().is_some_and(|a| {
+                a.iter()
+                    .all(|x| x.as_u64().is_some_and(|x| x <= u32::MAX as u64))
+            })
+    };
+    let checks: [(&[&str], &str, &dyn Fn(&Value) -> bool); 5] = [
+        (
+            &[
+                "hidden_size",
+                "intermediate_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "num_key_value_heads",
+                "head_dim",
+                "vocab_size",
+                "max_position_embeddings",
+            ],
+            "a non-negative integer",
+            &|v: &Value| v.as_u64().is_some_and(|x| usize::try_from(x).is_ok()),
+        ),
+        (&["rms_norm_eps", "rope_theta"], "a number", &|v: &Value| {
+            v.is_number()
+        }),
+        (
+            &["tie_word_embeddings", "attention_bias", "mlp_bias"],
+            "true or false",
+            &|v: &Value| v.is_boolean(),
+        ),
+        (
+            &["torch_dtype", "dtype", "hidden_act", "model_type"],
+            "a string",
+            &|v: &Value| v.is_string(),
+        ),
+        (
+            &["bos_token_id", "eos_token_id"],
+            "a token id or a list of token ids",
+            &ids,
+        ),
+    ];
+    for (fields, what, ok) in checks {
+        for f in fields {
+            match obj.get(*f) {
+                None | Some(Value::Null) => {}
+                Some(v) if ok(v) => {}
+                Some(v) => {
+                    return Err(ModelError::config(
+                        origin,
+                        f,
+                        format!("expected {what}, got {v}"),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 impl LlamaConfig {
     /// Parse and validate a `config.json` value. `origin` names where it came from (a file path,
     /// or e.g. "GGUF metadata") for error messages.
     pub fn from_json_value(value: Value, origin: &str) -> Result<Self> {
+        check_field_types(origin, &value)?;
         let raw: RawConfig = serde_json::from_value(value).map_err(|e| ModelError::Json {
             origin: origin.to_string(),
             source: e,
@@ -380,27 +446,58 @@ impl LlamaConfig {
     }
 
     /// Expected HF tensor names and shapes of the base model (`lm_head.weight` only if untied).
+    /// Allocates the whole list: loaders use [`LlamaConfig::expected_tensor_iter`] instead, so
+    /// that a file claiming a huge layer count fails at its first missing tensor.
     pub fn expected_tensors(&self) -> Vec<(String, Vec<usize>)> {
-        let (h, i, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
+        self.expected_tensor_iter().collect()
+    }
+
+    /// Lazy form of [`LlamaConfig::expected_tensors`], in load order.
+    pub fn expected_tensor_iter(&self) -> impl Iterator<Item = (String, Vec<usize>)> + '_ {
+        let (h, v) = (self.hidden_size, self.vocab_size);
+        let head = (!self.tie_word_embeddings).then(|| ("lm_head.weight".to_string(), vec![v, h]));
+        std::iter::once(("model.embed_tokens.weight".to_string(), vec![v, h]))
+            .chain((0..self.num_hidden_layers).flat_map(move |l| self.layer_tensors(l)))
+            .chain(std::iter::once(("model.norm.weight".to_string(), vec![h])))
+            .chain(head)
+    }
+
+    /// The nine tensors of decoder layer `l`, names and shapes.
+    pub fn layer_tensors(&self, l: usize) -> Vec<(String, Vec<usize>)> {
+        let (h, i) = (self.hidden_size, self.intermediate_size);
         let q = self.num_attention_heads * self.head_dim;
         let kv = self.num_key_value_heads * self.head_dim;
-        let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, h])];
-        for l in 0..self.num_hidden_layers {
-            let p = format!("model.layers.{l}");
-            out.push((format!("{p}.input_layernorm.weight"), vec![h]));
-            out.push((format!("{p}.self_attn.q_proj.weight"), vec![q, h]));
-            out.push((format!("{p}.self_attn.k_proj.weight"), vec![kv, h]));
-            out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv, h]));
-            out.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q]));
-            out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
-            out.push((format!("{p}.mlp.gate_proj.weight"), vec![i, h]));
-            out.push((format!("{p}.mlp.up_proj.weight"), vec![i, h]));
-            out.push((format!("{p}.mlp.down_proj.weight"), vec![h, i]));
+        let p = format!("model.layers.{l}");
+        vec![
+            (format!("{p}.input_layernorm.weight"), vec![h]),
+            (format!("{p}.self_attn.q_proj.weight"), vec![q, h]),
+            (format!("{p}.self_attn.k_proj.weight"), vec![kv, h]),
+            (format!("{p}.self_attn.v_proj.weight"), vec![kv, h]),
+            (format!("{p}.self_attn.o_proj.weight"), vec![h, q]),
+            (format!("{p}.post_attention_layernorm.weight"), vec![h]),
+            (format!("{p}.mlp.gate_proj.weight"), vec![i, h]),
+            (format!("{p}.mlp.up_proj.weight"), vec![i, h]),
+            (format!("{p}.mlp.down_proj.weight"), vec![h, i]),
+        ]
+    }
+
+    /// Expected shape of one base tensor by HF name (`None` for a name the model does not have).
+    pub fn expected_shape(&self, name: &str) -> Option<Vec<usize>> {
+        let (h, v) = (self.hidden_size, self.vocab_size);
+        match name {
+            "model.embed_tokens.weight" => return Some(vec![v, h]),
+            "model.norm.weight" => return Some(vec![h]),
+            "lm_head.weight" if !self.tie_word_embeddings => return Some(vec![v, h]),
+            _ => {}
         }
-        out.push(("model.norm.weight".to_string(), vec![h]));
-        if !self.tie_word_embeddings {
-            out.push(("lm_head.weight".to_string(), vec![v, h]));
+        let rest = name.strip_prefix("model.layers.")?;
+        let l: usize = rest.split('.').next()?.parse().ok()?;
+        if l >= self.num_hidden_layers {
+            return None;
         }
-        out
+        self.layer_tensors(l)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s)
     }
 }

@@ -78,7 +78,7 @@ pub fn load_hf_tensors(
     // model loads is undefined behaviour (documented for users of from_hf_folder).
     let st = unsafe { MmapedSafetensors::multi(&files) }.map_err(ModelError::Candle)?;
     let mut out = HashMap::new();
-    for (name, shape) in config.expected_tensors() {
+    for (name, shape) in config.expected_tensor_iter() {
         let view = match st.get(&name) {
             Ok(v) => v,
             Err(_) => {

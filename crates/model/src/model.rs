@@ -114,13 +114,13 @@ impl Llama {
             ));
         }
         let trainable = matches!(opts.training, Training::Full);
-        let shapes: HashMap<String, Vec<usize>> = config.expected_tensors().into_iter().collect();
         let mut get = |name: &str| -> Result<Weight> {
-            let shape = shapes.get(name).cloned().unwrap_or_default();
+            let shape = config.expected_shape(name).unwrap_or_default();
             Weight::new(take(&mut tensors, name, &shape, origin, opts)?, trainable)
         };
         let embed_w = get("model.embed_tokens.weight")?;
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        // no with_capacity: the count comes from a file and may be absurd (then layer 1 is missing)
+        let mut layers = Vec::new();
         for l in 0..config.num_hidden_layers {
             let p = format!("model.layers.{l}");
             let mut lin = |proj: Proj| -> Result<Linear> {

@@ -142,7 +142,6 @@ fn safetensors_wrong_shape_vs_config_names_folder_tensor_and_both_shapes() {
 }
 
 #[test]
-#[ignore = "bug: a config.json value of the wrong type gives `<file>: invalid JSON: invalid type: string \"64\", expected usize` without the field name (serde_json::from_value of RawConfig loses the path; and the JSON is valid)"]
 fn config_json_wrong_type_names_file_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.json");
@@ -237,7 +236,6 @@ fn gguf_huge_block_count_is_an_error_not_an_allocation() {
 }
 
 #[test]
-#[ignore = "bug: config.json num_hidden_layers = 2^40 makes from_hf_folder build 2^40 x 9 expected tensors (LlamaConfig::expected_tensors, loader.rs) before reporting the missing layer 1: hang + OOM instead of an error"]
 fn config_json_huge_layer_count_is_an_error_not_an_allocation() {
     let seed = micro_seed("hf_folder/seed-micro");
     let nul = seed.iter().position(|&b| b == 0).unwrap();
