@@ -138,8 +138,9 @@ pub fn run(dev: &Device, opt: &P1Options) -> Result<P1Report> {
     svd_subspace(&small, 8, Side::Right)?;
     let mut methods = Vec::new();
     let mut exact_res = BTreeMap::new();
+    type ExactFn = Box<dyn Fn(&Tensor, Side) -> Result<Tensor>>;
     #[cfg_attr(not(feature = "cuda"), allow(unused_mut))]
-    let mut exact_drivers: Vec<(String, Box<dyn Fn(&Tensor, Side) -> Result<Tensor>>)> = vec![(
+    let mut exact_drivers: Vec<(String, ExactFn)> = vec![(
         "exact_svd".into(),
         Box::new(move |g: &Tensor, side| Ok(svd_subspace(g, r, side)?)),
     )];
