@@ -403,8 +403,9 @@ impl Trainer {
                 .sum();
             acc.peak.observe(bufs.bytes() + store);
             for (name, var) in &self.params {
-                if let Some(g) = grads.get(var) {
-                    bufs.add(name, g)?;
+                // Detached: see `layerwise::sweep` (leaf gradients keep the graph alive).
+                if let Some(g) = grads.get(var).map(Tensor::detach) {
+                    bufs.add(name, &g)?;
                 }
             }
         }

@@ -195,3 +195,38 @@ fn loss_decreases_for_every_method() {
         }
     }
 }
+
+#[test]
+fn optimizer_state_holds_no_graph() {
+    // Gradients of leaf Vars come out of candle's backward still attached to the forward graph;
+    // the trainer detaches them. Otherwise every moment would hold the graph of its step and
+    // of all previous steps (a per-step leak).
+    use crosslore_train::MethodOptimizer;
+    for method in [
+        Method::Adamw,
+        Method::Galore,
+        Method::Crosslore,
+        Method::Lora,
+    ] {
+        for layerwise in [false, true] {
+            let mut cfg = tiny_train_config(method);
+            cfg.layerwise = layerwise;
+            cfg.max_grad_norm = 0.5;
+            let mut t = Trainer::new(cfg.clone(), tiny_model(&cfg), dataset(16, 11), 0).unwrap();
+            t.step().unwrap();
+            t.step().unwrap();
+            let names: Vec<String> = t.params().iter().map(|(n, _)| n.clone()).collect();
+            for name in &names {
+                let (m, v) = match t.optimizer() {
+                    MethodOptimizer::AdamW(o) => o.moments(name).unwrap(),
+                    MethodOptimizer::GaLore(o) => o.moments(name).unwrap(),
+                    MethodOptimizer::CrossLore(o) => o.moments(name).unwrap(),
+                };
+                assert!(
+                    !m.track_op() && !v.track_op(),
+                    "{method:?} layerwise={layerwise}: state of {name} holds a graph"
+                );
+            }
+        }
+    }
+}
