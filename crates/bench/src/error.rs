@@ -9,6 +9,10 @@ pub enum BenchError {
     #[error(transparent)]
     Optim(#[from] crosslore_optim::OptimError),
     #[error(transparent)]
+    Model(#[from] crosslore_model::ModelError),
+    #[error(transparent)]
+    Train(#[from] crosslore_train::TrainError),
+    #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error("writing {path}: {source}")]
     Io {

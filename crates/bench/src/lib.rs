@@ -2,6 +2,8 @@
 //!
 //! - [`check`]: every CUDA path against the CPU path of the same code on the same random inputs
 //!   (`gpu-check`), with stated f32 tolerances.
+//! - [`model_check`]: the trainable LLaMA (forward, loss, gradients, bf16) and 3 trainer steps
+//!   of every method on the device against the CPU on the model fixtures (`model-check`).
 //! - [`p1`]: projection refresh of all 224 targeted matrices of a LLaMA-2-7B-shaped model.
 //! - [`p2`]: optimizer step without refresh on the same model, against the memory-traffic and
 //!   matmul floors measured in the same run ([`floors`]).
@@ -12,6 +14,7 @@
 pub mod check;
 pub mod error;
 pub mod floors;
+pub mod model_check;
 pub mod p1;
 pub mod p2;
 pub mod shapes;

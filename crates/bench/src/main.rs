@@ -1,4 +1,4 @@
-//! `crosslore-bench`: `gpu-check`, `p1`, `p2` (see the library docs and docs/BENCHMARKS.md).
+//! `crosslore-bench`: `gpu-check`, `model-check`, `p1`, `p2` (see the library docs and docs/BENCHMARKS.md).
 //!
 //! Arguments are parsed by hand (no clap derive): clap's derive macros switch on `syn/full` for
 //! every host crate, which changes the hash of candle-kernels' build script (through `cudaforge`
@@ -18,6 +18,9 @@ commands:
                             projection refresh of every targeted matrix (LLaMA-2-7B shapes)
   p2 [--layers 32] [--shrink 1] [--reps 5] [--targets-only]
                             optimizer step without refresh vs the measured floors
+  model-check [--fixtures crates/model/tests/fixtures]
+                            LLaMA forward/loss/grads, bf16 forward and 3 trainer steps of every
+                            method on the device vs the CPU; exit 1 on FAIL
   htod                      host-to-device upload time of Tensor::from_vec by size";
 
 struct Args {
@@ -30,6 +33,7 @@ struct Args {
     svd_samples: usize,
     reps: Option<usize>,
     targets_only: bool,
+    fixtures: PathBuf,
 }
 
 fn parse() -> Result<Args> {
@@ -43,6 +47,7 @@ fn parse() -> Result<Args> {
         svd_samples: 1,
         reps: None,
         targets_only: false,
+        fixtures: PathBuf::from("crates/model/tests/fixtures"),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -63,6 +68,7 @@ fn parse() -> Result<Args> {
             "--svd-samples" => a.svd_samples = num("--svd-samples", value("--svd-samples")?)?,
             "--reps" => a.reps = Some(num("--reps", value("--reps")?)?),
             "--targets-only" => a.targets_only = true,
+            "--fixtures" => a.fixtures = value("--fixtures")?.into(),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -128,6 +134,20 @@ fn main() -> Result<()> {
             let rep = p2::run(&dev, &opt)?;
             write_json(&a.json, &rep)?;
             println!("{}", p2::table(&rep));
+        }
+        "model-check" => {
+            let rep = crosslore_bench::model_check::run(&dev, &a.fixtures, a.seed)?;
+            write_json(&a.json, &rep)?;
+            let fails = rep.checks.iter().filter(|c| !c.pass).count();
+            println!(
+                "model-check on {}: {} checks, {} FAIL",
+                rep.device,
+                rep.checks.len(),
+                fails
+            );
+            if fails > 0 {
+                bail!("{fails} check(s) failed");
+            }
         }
         "htod" => {
             println!("| f32 elements | MB | fresh Vec ms | reused Vec ms | MB/s (fresh) |\n|---|---|---|---|---|");
