@@ -1,0 +1,24 @@
+//! `model-check` on the CPU (device = CPU): every f32 comparison is exact (same code, same
+//! device, deterministic), the bf16 forward is within its tolerance but really bf16, and every
+//! method's 3 trainer steps ran. On CUDA the same code compares against the CPU path.
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+use crosslore_bench::model_check::{run, CASES, TOL_BF16};
+
+#[test]
+fn model_check_cpu_vs_cpu_exact_f32_and_bf16_within_tolerance() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures");
+    let rep = run(&Device::Cpu, &fixtures, 0).unwrap();
+    // 4 lines per case (logits, loss, grads, bf16) + 5 methods
+    assert_eq!(rep.checks.len(), 4 * CASES.len() + 5);
+    for c in &rep.checks {
+        assert!(c.pass, "{}: {}", c.name, c.rel);
+        if c.name.contains("bf16") {
+            assert!(c.rel > 1e-5 && c.rel <= TOL_BF16, "{}: {}", c.name, c.rel);
+        } else {
+            assert_eq!(c.max_abs, 0.0, "{}", c.name);
+        }
+    }
+}
