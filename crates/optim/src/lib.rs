@@ -116,7 +116,9 @@ pub(crate) fn check_grad(name: &str, var: &Var, grad: &Tensor) -> Result<Tensor>
             got: format!("{:?}", grad.dims()),
         });
     }
-    let g = grad.to_dtype(DType::F32)?;
+    // Detach: a gradient from candle's backward still carries the forward graph; moments built
+    // from it would chain every step's graph and leak (~10x the weights per step).
+    let g = grad.detach().to_dtype(DType::F32)?;
     let z = g.sub(&g)?; // 0 where finite, NaN where NaN or +-Inf
     let z = if z.rank() >= 2 { z.sum_keepdim(0)? } else { z };
     let s = z.sum_all()?.to_scalar::<f32>()?;

@@ -120,7 +120,9 @@ pub struct TrainConfig {
     pub device: DeviceKind,
     /// `f32` or `bf16`. Default `f32`.
     pub dtype: DType,
-    /// Update each layer's weights as soon as its gradients exist (segmented backward). Default true.
+    /// Update each layer's weights as soon as its gradients exist (segmented backward): gradient
+    /// memory of one block instead of the whole model. With clipping on it sweeps the last
+    /// micro-batch twice (exact global norm first), ~2x the backward time. Default false.
     pub layerwise: bool,
     /// Recompute each block's forward during the backward (less memory, more time). Default false.
     pub recompute: bool,
@@ -173,7 +175,7 @@ impl Default for TrainConfig {
             seed: 42,
             device: DeviceKind::Cpu,
             dtype: DType::F32,
-            layerwise: true,
+            layerwise: false,
             recompute: false,
             save_every: 0,
             keep_checkpoints: 2,
@@ -418,7 +420,7 @@ mod tests {
             &[
                 "learning_rate=3e-4".into(),
                 "lr-scheduler=linear".into(),
-                "layerwise=false".into(),
+                "layerwise=true".into(),
             ],
         )
         .unwrap();
@@ -426,7 +428,7 @@ mod tests {
         assert_eq!(c.rank, 64);
         assert_eq!(c.learning_rate, 3e-4);
         assert_eq!(c.lr_scheduler, SchedulerKind::Linear);
-        assert!(!c.layerwise);
+        assert!(c.layerwise);
     }
 
     #[test]
