@@ -38,7 +38,7 @@ pub fn thin_svd(a: &Tensor) -> Result<ThinSvd> {
             left: true,
             right: true,
         };
-        let f = crate::cuda::thin_svd(op, &a, both, crate::cuda::SvdDriver::Gesvdj)?;
+        let f = crate::cuda::thin_svd(op, &a, both, crate::cuda::DEFAULT_SVD_DRIVER)?;
         if let (Some(u), Some(v)) = (f.u, f.v) {
             let vt = v.t()?.contiguous()?;
             return Ok(ThinSvd { u, s: f.s, vt });
@@ -64,7 +64,7 @@ pub fn svd_subspace(a: &Tensor, rank: usize, side: Side) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if crate::cuda::cuda_device(&a).is_some() {
         validate::finite(op, &a)?;
-        return crate::cuda::subspace(op, &a, rank, side, crate::cuda::SvdDriver::Gesvdj);
+        return crate::cuda::subspace(op, &a, rank, side, crate::cuda::DEFAULT_SVD_DRIVER);
     }
     let svd = host_svd(op, &a)?;
     let p = match side {
