@@ -162,3 +162,44 @@ fn residual_reference_of_zero_matrix_is_zero() {
         .unwrap();
     assert!(zero_ref.residuals.iter().all(|&x| x == 0.0));
 }
+
+/// `svd_subspace` returns a basis in the canonical sign convention: the largest-magnitude entry of
+/// every column is positive (so CPU and CUDA, faer and cuSOLVER, give the same basis), and a sign
+/// flip of the input's vectors does not change it.
+#[test]
+fn svd_subspace_signs_are_canonical() {
+    use candle_core::{Device, Tensor};
+    use crosslore_linalg::{svd::svd_subspace, Rng, Side};
+    let mut rng = Rng::new(17);
+    for &(m, n, r) in &[(12usize, 7usize, 3usize), (7, 12, 4), (9, 9, 9)] {
+        let a = Tensor::from_vec(rng.normal_vec(m * n), (m, n), &Device::Cpu).unwrap();
+        for side in [Side::Left, Side::Right] {
+            let p = svd_subspace(&a, r, side).unwrap();
+            let neg = svd_subspace(&a.neg().unwrap(), r, side).unwrap();
+            let cols: Vec<Vec<f32>> = p.t().unwrap().to_vec2().unwrap();
+            for c in &cols {
+                let k = (0..c.len())
+                    .max_by(|&i, &j| c[i].abs().total_cmp(&c[j].abs()))
+                    .unwrap();
+                assert!(
+                    c[k] > 0.0,
+                    "{m}x{n} {side:?}: column's largest entry {}",
+                    c[k]
+                );
+            }
+            // -A has the same singular vectors with one factor's signs flipped: same canonical basis
+            let d = (&p - &neg)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                d < 1e-5,
+                "{m}x{n} {side:?}: canonical basis of -A differs by {d}"
+            );
+        }
+    }
+}

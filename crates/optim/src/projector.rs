@@ -14,7 +14,7 @@
 //! `r >= m` (it then fails with a shape error), and it silently truncates ranks above
 //! `min(m, n)`, which we reject at construction ([`crate::groups`]).
 use candle_core::{DType, Tensor};
-use crosslore_linalg::svd::{subspace_residual, svd_subspace, thin_svd};
+use crosslore_linalg::svd::{canonical_signs, subspace_residual, svd_subspace, thin_svd};
 use crosslore_linalg::Side;
 use serde::{Deserialize, Serialize};
 
@@ -117,8 +117,8 @@ impl Projector {
             ProjSide::Right => Self::one_sided(Side::Right, svd_subspace(&g, rank, Side::Right)?),
             ProjSide::Both => {
                 let svd = thin_svd(&g)?;
-                let left = svd.u.narrow(1, 0, rank)?.contiguous()?; // [m, r]
-                let right = svd.vt.narrow(0, 0, rank)?.t()?.contiguous()?; // [n, r]
+                let left = canonical_signs(&svd.u.narrow(1, 0, rank)?.contiguous()?)?; // [m, r]
+                let right = canonical_signs(&svd.vt.narrow(0, 0, rank)?.t()?.contiguous()?)?; // [n, r]
                 Self::from_parts(ProjSide::Both, Some(left), Some(right))
             }
         }
