@@ -4,7 +4,7 @@ mod cli;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use cli::{eval, finetune, generate, score};
+use cli::{eval, experiment, finetune, generate, score};
 
 /// Memory-efficient fine-tuning of LLaMA-family models (CrossLore, GaLore, LoRA, DoRA, AdamW),
 /// task evaluation, metric scoring and text generation.
@@ -28,6 +28,9 @@ enum Command {
     Score(score::ScoreArgs),
     /// Continue a prompt with a model (default: the shipped SmolLM2) and print the continuation
     Generate(generate::GenerateArgs),
+    /// Run an experiment spec (grid of methods x ranks x seeds, projection quality, or
+    /// learning-rate sweep): run folders, summary table (Markdown + JSON) and PNG plots
+    Experiment(experiment::ExperimentArgs),
 }
 
 fn main() {
@@ -42,6 +45,7 @@ fn main() {
         Command::Eval(a) => eval::run(a),
         Command::Score(a) => score::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Experiment(a) => experiment::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {}", error_message(&e));

@@ -3,6 +3,7 @@
 //! display ([`progress`]).
 
 pub mod eval;
+pub mod experiment;
 pub mod finetune;
 pub mod generate;
 pub mod metrics;

@@ -108,28 +108,7 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
     bail!("--model {spec}: no such file or folder (or use `smollm2`)")
 }
 
-/// `ids` plus the end-of-turn markers `tok` knows, sorted, without duplicates.
-pub fn end_markers(tok: &Tokenizer, mut ids: Vec<u32>) -> Vec<u32> {
-    for marker in ["<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>"] {
-        if let Some(id) = tok.token_to_id(marker) {
-            ids.push(id);
-        }
-    }
-    ids.sort_unstable();
-    ids.dedup();
-    ids
-}
-
-/// The EOS ids of `model`'s config plus the end markers of `tok` ([`end_markers`]).
-pub fn eos_ids(model: &Llama, tok: &Tokenizer) -> Vec<u32> {
-    let ids = model
-        .config
-        .eos_token_id
-        .as_ref()
-        .map(|e| e.ids())
-        .unwrap_or_default();
-    end_markers(tok, ids)
-}
+pub use crosslore_experiment::task_eval::{end_markers, eos_ids};
 
 /// Load `spec` (see [`ModelArgs::model`]) frozen on `device` in `dtype`.
 pub fn load(spec: &str, device: &Device, dtype: DType) -> Result<LoadedModel> {
