@@ -3,6 +3,8 @@
 //! generation-based evaluation before and after training ([`super::task_eval::RunEvaluator`]).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -97,7 +99,26 @@ pub fn keys_help() -> String {
     )
 }
 
+/// SIGINT / SIGTERM: the first asks the run to stop after the current step (with a
+/// checkpoint, exit status 128 + signal); a second one ends the process at once (status 1).
+/// Returns the stop flag and the number of the signal received (0 = none).
+fn stop_on_signals() -> Result<(Arc<AtomicBool>, Arc<AtomicUsize>)> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    let which = Arc::new(AtomicUsize::new(0));
+    for sig in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+        signal_hook::flag::register_usize(sig, Arc::clone(&which), sig as usize)?;
+    }
+    Ok((stop, which))
+}
+
 fn step_detail(r: &StepReport) -> String {
+    if let Some(why) = &r.skipped {
+        return format!("SKIPPED ({why}): weights and optimizer state unchanged");
+    }
     format!(
         "loss {:.4} lr {:.2e} grad-norm {:.3} {:.0} tokens/s",
         r.loss, r.lr, r.grad_norm, r.tokens_per_s
@@ -135,6 +156,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
             eprintln!("step {}/{total}: {}", r.step, step_detail(r));
         }
     };
+    let (stop, signal) = stop_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
     let t0 = Instant::now();
     let summary = run_finetune_with(
         &cfg,
@@ -142,10 +164,31 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
             evaluator: Some(&mut evaluator),
             on_step: Some(&mut on_step),
             skip_export: false,
+            stop: Some(&stop),
         },
     )
     .context("finetune")?;
     let total = t0.elapsed().as_secs_f64();
+    if summary.stopped_early {
+        let sig = signal.load(Ordering::SeqCst);
+        eprintln!(
+            "stopped by signal {sig} after step {} of {}: checkpoint {}; continue with \
+             `crosslore finetune ... resume=true` (same config and output_dir)",
+            summary.start_step + summary.steps,
+            cfg.max_steps,
+            summary
+                .checkpoint
+                .as_ref()
+                .map_or("-".into(), |p| p.display().to_string()),
+        );
+        std::process::exit(128 + sig as i32);
+    }
+    if summary.skipped_steps > 0 {
+        eprintln!(
+            "warning: {} step(s) skipped for a non-finite loss or gradient (see metrics.jsonl)",
+            summary.skipped_steps
+        );
+    }
     println!(
         "run folder: {}\nsteps: {} (mean {:.2} s/step), loss {} -> {}",
         summary.run_dir.display(),

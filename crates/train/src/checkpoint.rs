@@ -7,9 +7,12 @@
 //! - `trainer.json`: step, data position, the trainer's RNG state, schedule, and the config;
 //! - `config.toml`: the resolved run configuration (for humans).
 //!
-//! Atomicity: everything is written into `ckpt-<step>.tmp/`, each file fsynced, then the folder
-//! is renamed to `ckpt-<step>/` (a crash leaves at most a `.tmp` folder, which is ignored and
-//! removed by the next save). Only the last `keep` checkpoints are kept.
+//! Atomicity: everything is written into `ckpt-<step>.tmp/`, each file and the folder fsynced,
+//! then the folder is renamed to `ckpt-<step>/` (a crash leaves at most a `.tmp` folder, which is
+//! ignored and removed by the next save). Replacing an existing `ckpt-<step>/` moves it to
+//! `ckpt-<step>.old/` first and deletes it after the rename; a crash between the two renames
+//! leaves the `.old` folder, which [`list_checkpoints`] still finds. Only the last `keep`
+//! checkpoints are kept. `tests/crash_safety.rs` kills runs with SIGKILL at random moments.
 
 use std::collections::HashMap;
 use std::fs;
@@ -44,6 +47,11 @@ pub struct TrainerState {
     /// The schedule the run had (for information; resuming uses the current config's).
     pub schedule: Schedule,
     pub grads_peak_bytes: usize,
+    /// Skipped (non-finite) steps so far and the current run of consecutive ones.
+    #[serde(default)]
+    pub skipped_steps: usize,
+    #[serde(default)]
+    pub consecutive_skipped: usize,
     pub config: TrainConfig,
 }
 
@@ -55,16 +63,31 @@ pub fn list_checkpoints(run_dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(TrainError::io(run_dir, "list checkpoints", e)),
     };
+    // A complete `ckpt-<n>.old` counts only when the save that replaced it never finished.
+    let mut old = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| TrainError::io(run_dir, "list checkpoints", e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name
-            .strip_prefix("ckpt-")
-            .and_then(|s| s.parse::<usize>().ok())
-        {
+        let Some(rest) = name.strip_prefix("ckpt-") else {
+            continue;
+        };
+        let (num, is_old) = match rest.strip_suffix(".old") {
+            Some(n) => (n, true),
+            None => (rest, false),
+        };
+        if let Ok(n) = num.parse::<usize>() {
             if entry.path().join(TRAINER_FILE).is_file() {
-                out.push((n, entry.path()));
+                if is_old {
+                    old.push((n, entry.path()));
+                } else {
+                    out.push((n, entry.path()));
+                }
             }
+        }
+    }
+    for (n, p) in old {
+        if !out.iter().any(|(m, _)| *m == n) {
+            out.push((n, p));
         }
     }
     out.sort();
@@ -74,6 +97,13 @@ pub fn list_checkpoints(run_dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
 /// The newest complete checkpoint of `run_dir`, if any.
 pub fn latest_checkpoint(run_dir: &Path) -> Result<Option<PathBuf>> {
     Ok(list_checkpoints(run_dir)?.pop().map(|(_, p)| p))
+}
+
+/// Best effort: directory fsync is not supported on every file system.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 fn fsync(path: &Path) -> Result<()> {
@@ -111,6 +141,8 @@ impl Trainer {
             rng: self.rng.clone(),
             schedule: self.schedule.clone(),
             grads_peak_bytes: self.grads_peak,
+            skipped_steps: self.bad_steps,
+            consecutive_skipped: self.consecutive_bad,
             config: self.cfg.clone(),
         };
         let json = serde_json::to_vec_pretty(&state)
@@ -124,13 +156,21 @@ impl Trainer {
         fs::write(&cpath, toml).map_err(|e| TrainError::io(&cpath, "write", e))?;
         fsync(&cpath)?;
 
-        if final_dir.exists() {
-            fs::remove_dir_all(&final_dir).map_err(|e| TrainError::io(&final_dir, "replace", e))?;
+        sync_dir(&tmp);
+        let old = run_dir.join(format!("ckpt-{}.old", self.step));
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, "remove stale", e))?;
+        }
+        let replacing = final_dir.exists();
+        if replacing {
+            fs::rename(&final_dir, &old)
+                .map_err(|e| TrainError::io(&final_dir, "move aside", e))?;
         }
         fs::rename(&tmp, &final_dir)
             .map_err(|e| TrainError::io(&final_dir, "rename into place", e))?;
-        if let Ok(d) = fs::File::open(run_dir) {
-            let _ = d.sync_all(); // best effort: directory fsync is not supported everywhere
+        sync_dir(run_dir);
+        if replacing {
+            fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, "remove replaced", e))?;
         }
         if keep > 0 {
             let all = list_checkpoints(run_dir)?;
@@ -174,6 +214,8 @@ impl Trainer {
         self.step = state.step;
         self.rng = state.rng;
         self.grads_peak = state.grads_peak_bytes;
+        self.bad_steps = state.skipped_steps;
+        self.consecutive_bad = state.consecutive_skipped;
         Ok(())
     }
 }

@@ -114,6 +114,11 @@ pub struct TrainConfig {
     pub max_len: usize,
     /// Clip the global gradient norm to this value; 0 disables. Default 1.0.
     pub max_grad_norm: f64,
+    /// A step whose loss or gradient is NaN/Inf is skipped (weights and optimizer state
+    /// untouched, counted in `metrics.jsonl` and the summary); this many consecutive skipped
+    /// steps stop the run with an error, leaving the last checkpoint as it was. 1 stops at the
+    /// first bad step. Default 5.
+    pub max_bad_steps: usize,
     /// Seed for data order, initialisation, dropout and projections. Default 42.
     pub seed: u64,
     /// `cpu` or `cuda`. Default `cpu`.
@@ -172,6 +177,7 @@ impl Default for TrainConfig {
             epochs: 1,
             max_len: 128,
             max_grad_norm: 1.0,
+            max_bad_steps: 5,
             seed: 42,
             device: DeviceKind::Cpu,
             dtype: DType::F32,
@@ -363,6 +369,7 @@ impl TrainConfig {
             ("grad_accum", self.grad_accum),
             ("max_len", self.max_len),
             ("log_every", self.log_every),
+            ("max_bad_steps", self.max_bad_steps),
         ] {
             if v == 0 {
                 return bad(key, "must be at least 1".into());

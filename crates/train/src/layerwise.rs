@@ -161,6 +161,12 @@ impl Trainer {
             let grads = if bi == n_layers + 1 {
                 let loss = Self::scaled_loss(&out, m, n_total)?;
                 loss_v = loss.to_scalar::<f32>()? as f64;
+                // Each micro-batch's loss is counted once (not again in the second sweep of
+                // clipping) and checked before any update of the step (trainer docs).
+                if !matches!(sink, Sink::Step { record: false, .. }) {
+                    acc.loss += loss_v;
+                }
+                self.check_finite("loss", acc.loss)?;
                 loss.backward()?
             } else {
                 let g = g_out.take().ok_or_else(|| TrainError::Invalid {
@@ -267,7 +273,10 @@ impl Trainer {
                     bufs.remove(&name);
                     drop(g);
                     if record {
-                        acc.sq.insert(name.clone(), sq_norm(&total)?);
+                        // No clipping pass: check each gradient right before its update.
+                        let sq = sq_norm(&total)?;
+                        self.check_finite(&format!("gradient of {name}"), sq)?;
+                        acc.sq.insert(name.clone(), sq);
                     }
                     let total = scale(&total, coef)?;
                     self.apply(&name, &var, &total, acc)?;
@@ -308,21 +317,8 @@ impl Trainer {
             }
             if clipping {
                 loss_v += self.sweep(&model, &mut seg, m, n_total, Sink::Norm, &mut bufs, acc)?;
-                if !loss_v.is_finite() {
-                    return Err(TrainError::NonFinite {
-                        step: self.step + 1,
-                        what: "loss",
-                        value: loss_v,
-                    });
-                }
                 norm = global_norm(&acc.sq);
-                if !norm.is_finite() {
-                    return Err(TrainError::NonFinite {
-                        step: self.step + 1,
-                        what: "gradient norm",
-                        value: norm,
-                    });
-                }
+                self.check_finite("gradient norm", norm)?;
                 coef = clip_coef(norm, self.cfg.max_grad_norm);
                 let sink = Sink::Step {
                     coef,

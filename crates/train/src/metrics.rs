@@ -2,7 +2,9 @@
 //! grad norm (before clipping), clip coefficient, tokens and tokens/s, the time split
 //! forward / backward / clip pass / optimizer / projection refresh / residual measurement, the
 //! number of projector refreshes and the mean subspace residual `||G - P P^T G|| / ||G||` of the
-//! projected parameters (GaLore / CrossLore).
+//! projected parameters (GaLore / CrossLore). A skipped step (non-finite loss or gradient) is
+//! logged with `skipped` saying why; its non-finite numbers are written as JSON `null` and read
+//! back as NaN.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -18,8 +20,10 @@ use crate::trainer::StepReport;
 pub struct MetricLine {
     pub step: usize,
     pub epoch: u64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub loss: f64,
     pub lr: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub grad_norm: f64,
     pub clip_coef: f64,
     pub tokens: usize,
@@ -34,6 +38,13 @@ pub struct MetricLine {
     pub step_s: f64,
     pub refreshed: usize,
     pub subspace_residual: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+/// serde_json writes a non-finite `f64` as `null`; read it back as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl From<&StepReport> for MetricLine {
@@ -58,6 +69,7 @@ impl From<&StepReport> for MetricLine {
             step_s: t.total_s,
             refreshed: r.refreshed,
             subspace_residual: r.subspace_residual,
+            skipped: r.skipped.clone(),
         }
     }
 }
@@ -81,11 +93,40 @@ impl MetricsLog {
         })
     }
 
+    /// Opens `path` for a run that starts at `start_step` (0 = fresh, else resumed from that
+    /// checkpoint): lines of later steps (logged by an interrupted run after its checkpoint, and
+    /// about to be logged again) and a torn last line (a run killed mid-write) are dropped first,
+    /// by rewriting the file atomically, so the log reads as one uninterrupted run.
+    pub fn open_at(path: &Path, start_step: usize) -> Result<Self> {
+        if path.exists() {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| TrainError::io(path, "read", e))?;
+            let mut kept = String::new();
+            for line in text.lines() {
+                let keep = serde_json::from_str::<MetricLine>(line)
+                    .is_ok_and(|m| start_step > 0 && m.step <= start_step);
+                if keep {
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+            }
+            if kept.len() != text.len() {
+                crosslore_model::export::write_atomic(path, kept.as_bytes())?;
+            }
+        }
+        Self::open(path)
+    }
+
+    /// Appends one line with a single write (a crash cannot interleave a partial line with a
+    /// later one; at worst the last line is torn, which [`MetricsLog::open_at`] drops).
     pub fn write(&mut self, report: &StepReport) -> Result<()> {
-        let line = serde_json::to_string(&MetricLine::from(report)).map_err(|e| {
+        let mut line = serde_json::to_string(&MetricLine::from(report)).map_err(|e| {
             TrainError::ckpt(&self.path, format!("serialising a metrics line: {e}"))
         })?;
-        writeln!(self.file, "{line}").map_err(|e| TrainError::io(&self.path, "write", e))
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| TrainError::io(&self.path, "write", e))
     }
 
     /// Reads all lines of a `metrics.jsonl`.

@@ -11,9 +11,17 @@
 //! <run_dir>/adapter/         lora/dora only: peft-style adapters
 //! <run_dir>/summary.json     RunSummary
 //! ```
+//!
+//! **Stopping.** With [`RunOptions::stop`] set (the CLI sets it on SIGINT/SIGTERM) the run stops
+//! after the step in progress, writes a checkpoint, `memory.json` and `summary.json`
+//! (`stopped_early`), and skips the after-evaluation and the export; `resume = true` continues it
+//! bit-identically. A run killed outright (SIGKILL, power loss) leaves the previous checkpoint
+//! intact (checkpoints are written to a temporary folder and renamed), and `metrics.jsonl` is cut
+//! back to the resumed step when the run resumes.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{DType, Device};
@@ -63,6 +71,13 @@ pub struct RunSummary {
     pub export_dir: PathBuf,
     pub adapter_dir: Option<PathBuf>,
     pub checkpoint: Option<PathBuf>,
+    /// Steps skipped because of a non-finite loss or gradient (whole run, resumed part included).
+    #[serde(default)]
+    pub skipped_steps: usize,
+    /// The run stopped on request ([`RunOptions::stop`]) before its last step; no after-evaluation
+    /// and no export were done; resume continues it.
+    #[serde(default)]
+    pub stopped_early: bool,
 }
 
 /// Progress callback: the step's report and the total number of steps.
@@ -77,6 +92,8 @@ pub struct RunOptions<'a> {
     pub on_step: Option<StepCallback<'a>>,
     /// Skip writing the exported model (tests).
     pub skip_export: bool,
+    /// Checked before every step: when set, the run stops cleanly (module docs).
+    pub stop: Option<&'a AtomicBool>,
 }
 
 /// The adapter configuration of a lora/dora run (`None` for the other methods).
@@ -274,19 +291,46 @@ pub fn run_finetune_with(cfg: &TrainConfig, mut opts: RunOptions<'_>) -> Result<
         }
     }
     let start_step = trainer.steps_done();
-    let mut log = MetricsLog::open(&run_dir.join("metrics.jsonl"))?;
+    let mut log = MetricsLog::open_at(&run_dir.join("metrics.jsonl"), start_step)?;
     let (mut first, mut last) = (None, None);
     let t0 = Instant::now();
-    let mut checkpoint = None;
+    // The newest checkpoint and the step it holds (a resumed run starts with its own).
+    let mut checkpoint = latest_checkpoint(&run_dir)?.filter(|_| cfg.resume);
+    let mut saved_step = checkpoint.as_ref().map(|_| start_step);
+    let stop_requested = || opts.stop.is_some_and(|f| f.load(Ordering::SeqCst));
+    let mut stopped_early = false;
     while !trainer.is_done() {
-        let r = trainer.step()?;
-        if r.step.is_multiple_of(cfg.log_every) || trainer.is_done() {
+        if stop_requested() {
+            stopped_early = true;
+            break;
+        }
+        let r = match trainer.step() {
+            Ok(r) => r,
+            Err(TrainError::TooManyBadSteps {
+                step,
+                consecutive,
+                last,
+                ..
+            }) => {
+                return Err(TrainError::TooManyBadSteps {
+                    step,
+                    consecutive,
+                    last,
+                    checkpoint: latest_checkpoint(&run_dir)?,
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        if r.step.is_multiple_of(cfg.log_every) || trainer.is_done() || r.skipped.is_some() {
             log.write(&r)?;
         }
-        first.get_or_insert(r.loss);
-        last = Some(r.loss);
+        if r.skipped.is_none() {
+            first.get_or_insert(r.loss);
+            last = Some(r.loss);
+        }
         if cfg.save_every > 0 && r.step.is_multiple_of(cfg.save_every) {
             checkpoint = Some(trainer.save_checkpoint(&run_dir, cfg.keep_checkpoints)?);
+            saved_step = Some(r.step);
         }
         if let Some(cb) = opts.on_step.as_deref_mut() {
             cb(&r, trainer.total_steps());
@@ -294,35 +338,31 @@ pub fn run_finetune_with(cfg: &TrainConfig, mut opts: RunOptions<'_>) -> Result<
     }
     let train_s = t0.elapsed().as_secs_f64();
     let steps = trainer.steps_done() - start_step;
-    if checkpoint.is_none()
-        || cfg.save_every == 0
-        || !trainer.steps_done().is_multiple_of(cfg.save_every)
-    {
+    if saved_step != Some(trainer.steps_done()) {
         checkpoint = Some(trainer.save_checkpoint(&run_dir, cfg.keep_checkpoints)?);
     }
     let memory = trainer.memory_report();
     write_json(&run_dir.join("memory.json"), &memory)?;
 
     let model = trainer.model();
-    let after = if test_enc.is_empty() {
-        None
-    } else {
-        Some(heldout_loss(model, &test_enc, cfg.batch_size, pad_id)?)
-    };
-    let eval_after = match opts.evaluator.as_deref_mut() {
-        Some(e) if n_eval > 0 => {
-            Some(e.evaluate(EvalPhase::After, model, &tokenizer, &test_ex[..n_eval], cfg)?)
-        }
-        _ => None,
-    };
     let export_dir = run_dir.join("export");
-    let mut adapter_dir = None;
-    if !opts.skip_export {
-        crate::export::export_hf(model, Some(&tokenizer), &export_dir, model.dtype())?;
-        if model.adapter_config().is_some() {
-            let dir = run_dir.join("adapter");
-            crate::export::export_adapters(model, &dir, &model_path.display().to_string())?;
-            adapter_dir = Some(dir);
+    let (mut after, mut eval_after, mut adapter_dir) = (None, None, None);
+    // A stopped run skips what only a finished run needs (evaluation after, export).
+    if !stopped_early {
+        if !test_enc.is_empty() {
+            after = Some(heldout_loss(model, &test_enc, cfg.batch_size, pad_id)?);
+        }
+        if let Some(e) = opts.evaluator.as_deref_mut().filter(|_| n_eval > 0) {
+            let r = e.evaluate(EvalPhase::After, model, &tokenizer, &test_ex[..n_eval], cfg)?;
+            eval_after = Some(r);
+        }
+        if !opts.skip_export {
+            crate::export::export_hf(model, Some(&tokenizer), &export_dir, model.dtype())?;
+            if model.adapter_config().is_some() {
+                let dir = run_dir.join("adapter");
+                crate::export::export_adapters(model, &dir, &model_path.display().to_string())?;
+                adapter_dir = Some(dir);
+            }
         }
     }
     let summary = RunSummary {
@@ -337,11 +377,7 @@ pub fn run_finetune_with(cfg: &TrainConfig, mut opts: RunOptions<'_>) -> Result<
         steps,
         first_loss: first,
         last_loss: last,
-        mean_step_s: if steps > 0 {
-            train_s / steps as f64
-        } else {
-            0.0
-        },
+        mean_step_s: mean_step(train_s, steps),
         train_s,
         heldout_loss_before: before,
         heldout_loss_after: after,
@@ -351,7 +387,17 @@ pub fn run_finetune_with(cfg: &TrainConfig, mut opts: RunOptions<'_>) -> Result<
         export_dir,
         adapter_dir,
         checkpoint,
+        skipped_steps: trainer.skipped_steps(),
+        stopped_early,
     };
     write_json(&run_dir.join("summary.json"), &summary)?;
     Ok(summary)
+}
+
+fn mean_step(train_s: f64, steps: usize) -> f64 {
+    if steps > 0 {
+        train_s / steps as f64
+    } else {
+        0.0
+    }
 }

@@ -16,6 +16,17 @@
 //! on the global L2 norm of the accumulated gradient, before any update. In layerwise mode that
 //! norm is not known when the last block's gradient appears; see [`crate::layerwise`] for the
 //! two-pass scheme used and its cost.
+//!
+//! **Non-finite steps** (issue 7). A NaN/Inf loss or gradient found before any weight of the step
+//! is updated makes the step a *skipped* step: weights and optimizer state are untouched, the
+//! step counter, the schedule and the data stream advance (the batch is consumed, so a
+//! deterministic fault does not repeat forever), and the report says why
+//! ([`StepReport::skipped`]). `max_bad_steps` consecutive skipped steps end the run with
+//! [`TrainError::TooManyBadSteps`]. Every mode checks before the first update: whole-graph mode
+//! and layerwise mode with clipping have the global norm first; layerwise mode without clipping
+//! checks the loss before its first update and each gradient just before its own update, and a
+//! bad gradient after some blocks were updated stops the run
+//! ([`TrainError::NonFiniteAfterUpdate`]) instead of skipping a half-applied step.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -80,6 +91,9 @@ pub struct StepReport {
     /// of GaLore/CrossLore only).
     pub subspace_residual: Option<f64>,
     pub epoch: u64,
+    /// Why the step was skipped (non-finite loss or gradient; weights and optimizer state
+    /// untouched), `None` for a step that updated the weights.
+    pub skipped: Option<String>,
 }
 
 /// One micro-batch on the device.
@@ -101,6 +115,12 @@ pub(crate) struct StepAcc {
     pub timings: Timings,
     pub sq: BTreeMap<String, f64>,
     pub peak: PeakCounter,
+    /// Parameters updated so far in this step (0 = the step can still be skipped).
+    pub applied: usize,
+    /// The step's loss over the micro-batches seen so far.
+    pub loss: f64,
+    /// The step's learning rate, handed to the optimizer at the first update.
+    pub lr: f64,
 }
 
 /// The trainer: model, optimizer, schedule, data stream and step counter.
@@ -115,6 +135,9 @@ pub struct Trainer {
     pub(crate) rng: Rng,
     pub(crate) grads_peak: usize,
     pub(crate) last_shape: (usize, usize),
+    /// Skipped (non-finite) steps so far, and how many of the latest were consecutive.
+    pub(crate) bad_steps: usize,
+    pub(crate) consecutive_bad: usize,
 }
 
 /// Number of labels the loss counts: positions `t >= 1` whose label is not ignored (what
@@ -197,6 +220,8 @@ impl Trainer {
             rng,
             grads_peak: 0,
             last_shape: (0, 0),
+            bad_steps: 0,
+            consecutive_bad: 0,
         })
     }
 
@@ -232,6 +257,11 @@ impl Trainer {
 
     pub fn data_position(&self) -> DataPosition {
         self.data.position()
+    }
+
+    /// Steps skipped so far because of a non-finite loss or gradient.
+    pub fn skipped_steps(&self) -> usize {
+        self.bad_steps
     }
 
     pub fn is_done(&self) -> bool {
@@ -278,6 +308,12 @@ impl Trainer {
         acc: &mut StepAcc,
     ) -> Result<()> {
         let t = Instant::now();
+        if acc.applied == 0 {
+            // The optimizer is not touched before the step's first update (a skipped step
+            // leaves its state exactly as it was, learning rate included).
+            self.opt.set_lr(acc.lr);
+        }
+        acc.applied += 1;
         let info = self.opt.step_param(name, var, g)?;
         let dt = t.elapsed().as_secs_f64();
         if info.refreshed {
@@ -324,7 +360,6 @@ impl Trainer {
             .max_by_key(|&(b, s)| b * s)
             .unwrap_or((0, 0));
         let lr = self.schedule.lr(self.step);
-        self.opt.set_lr(lr);
         let measure_residual = matches!(self.cfg.method, Method::Galore | Method::Crosslore)
             && (self.step + 1).is_multiple_of(self.cfg.log_every);
         let mut acc = StepAcc {
@@ -334,14 +369,51 @@ impl Trainer {
             timings: Timings::default(),
             sq: BTreeMap::new(),
             peak: PeakCounter::default(),
+            applied: 0,
+            loss: 0.0,
+            lr,
         };
-        let (loss, norm, coef) = if self.cfg.layerwise {
-            self.step_layerwise(&micros, n_total, &mut acc)?
+        let outcome = if self.cfg.layerwise {
+            self.step_layerwise(&micros, n_total, &mut acc)
         } else {
-            self.step_whole(&micros, n_total, &mut acc)?
+            self.step_whole(&micros, n_total, &mut acc)
         };
         self.grads_peak = self.grads_peak.max(acc.peak.peak);
         self.step += 1;
+        let (loss, norm, coef, skipped) = match outcome {
+            Ok((loss, norm, coef)) => {
+                self.consecutive_bad = 0;
+                (loss, norm, coef, None)
+            }
+            Err(TrainError::NonFinite { what, value, .. }) if acc.applied == 0 => {
+                self.bad_steps += 1;
+                self.consecutive_bad += 1;
+                let reason = format!("{what} is {value}");
+                if self.consecutive_bad >= self.cfg.max_bad_steps {
+                    return Err(TrainError::TooManyBadSteps {
+                        step: self.step,
+                        consecutive: self.consecutive_bad,
+                        last: reason,
+                        checkpoint: None,
+                    });
+                }
+                let norm = if acc.sq.is_empty() {
+                    f64::NAN
+                } else {
+                    global_norm(&acc.sq)
+                };
+                (acc.loss, norm, 1.0, Some(reason))
+            }
+            Err(TrainError::NonFinite { what, value, step }) => {
+                return Err(TrainError::NonFiniteAfterUpdate {
+                    step,
+                    what,
+                    value,
+                    applied: acc.applied,
+                })
+            }
+            Err(e) => return Err(e),
+        };
         let mut timings = acc.timings;
         timings.total_s = t0.elapsed().as_secs_f64();
         let tokens: usize = micros.iter().map(|m| m.tokens).sum();
@@ -360,16 +432,18 @@ impl Trainer {
             refreshed: acc.refreshed,
             subspace_residual,
             epoch,
+            skipped,
         })
     }
 
-    fn check_finite(&self, what: &'static str, v: f64) -> Result<()> {
+    /// `Err(NonFinite)` naming `what` unless `v` is finite.
+    pub(crate) fn check_finite(&self, what: &str, v: f64) -> Result<()> {
         if v.is_finite() {
             Ok(())
         } else {
             Err(TrainError::NonFinite {
                 step: self.step + 1,
-                what,
+                what: what.to_string(),
                 value: v,
             })
         }
@@ -393,6 +467,9 @@ impl Trainer {
             let loss = Self::scaled_loss(&logits, m, n_total)?;
             loss_v += loss.to_scalar::<f32>()? as f64;
             acc.timings.forward_s += t.elapsed().as_secs_f64();
+            // A non-finite micro-batch loss skips the step: no backward needed.
+            acc.loss = loss_v;
+            self.check_finite("loss", loss_v)?;
             let t = Instant::now();
             let grads = loss.backward()?;
             acc.timings.backward_s += t.elapsed().as_secs_f64();
@@ -409,7 +486,6 @@ impl Trainer {
                 }
             }
         }
-        self.check_finite("loss", loss_v)?;
         let params = self.params.clone();
         for (name, g) in bufs.iter() {
             acc.sq.insert(name.clone(), sq_norm(g)?);

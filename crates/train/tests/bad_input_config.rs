@@ -51,3 +51,17 @@ fn unreadable_and_non_utf8_files_are_named() {
         .to_string();
     assert!(msg.contains(&latin1.display().to_string()), "{msg}");
 }
+
+#[test]
+fn zero_counts_are_rejected_with_the_key() {
+    for key in ["max_bad_steps", "batch_size", "grad_accum", "log_every"] {
+        let msg = TrainConfig::from_toml_str(&format!("{key} = 0"), "z.toml", &[])
+            .and_then(|c| c.validate("z.toml").map(|_| c))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("z.toml") && msg.contains(key) && msg.contains("at least 1"),
+            "{key}: {msg}"
+        );
+    }
+}

@@ -106,6 +106,37 @@ fn keeps_last_k_and_ignores_partial_folders() {
     assert_eq!(saved.len(), t.params().len());
 }
 
+/// Re-saving a step that already has a checkpoint moves the old one aside first; a crash between
+/// the two renames leaves `ckpt-<n>.old`, which still counts, and the next save cleans it up.
+#[test]
+fn replacing_a_checkpoint_never_leaves_the_step_without_one() {
+    let cfg = tiny_train_config(Method::Crosslore);
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = trainer(&cfg);
+    t.step().unwrap();
+    t.save_checkpoint(dir.path(), 0).unwrap();
+    // The crash: the old checkpoint was moved aside, the new one not yet renamed into place.
+    std::fs::rename(dir.path().join("ckpt-1"), dir.path().join("ckpt-1.old")).unwrap();
+    std::fs::create_dir_all(dir.path().join("ckpt-1.tmp")).unwrap();
+    let found = list_checkpoints(dir.path()).unwrap();
+    assert_eq!(found, vec![(1, dir.path().join("ckpt-1.old"))]);
+    let mut resumed = trainer(&cfg);
+    resumed.resume_from(&found[0].1).unwrap();
+    assert_eq!(resumed.steps_done(), 1);
+    // Saving step 1 again replaces it cleanly.
+    t.save_checkpoint(dir.path(), 0).unwrap();
+    t.save_checkpoint(dir.path(), 0).unwrap();
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["ckpt-1".to_string()], "no .old/.tmp left");
+    assert_eq!(
+        list_checkpoints(dir.path()).unwrap(),
+        vec![(1, dir.path().join("ckpt-1"))]
+    );
+}
+
 #[test]
 fn resume_errors_name_the_file() {
     let cfg = tiny_train_config(Method::Lora);

@@ -12,38 +12,6 @@ use crosslore_model::{Llama, LoadOptions, Training};
 use crosslore_train::config::Method;
 use crosslore_train::{run_finetune, MetricsLog, TrainConfig};
 
-/// Words of the E2E meaning representations (the rest maps to [UNK]).
-const WORDS: &str = "name eatType food priceRange customer rating area familyFriendly near \
-    restaurant pub coffee shop the a is of in and with it The yes no city centre riverside \
-    French Italian English Chinese Indian Japanese cheap moderate high average low 5 1 3 out";
-
-fn write_tiny_folder(dir: &Path) {
-    let cfg = tiny_train_config(Method::Adamw);
-    let model = tiny_model(&cfg);
-    model.save_hf_folder(dir, DType::F32).unwrap();
-    let mut vocab = serde_json::Map::new();
-    for (i, w) in ["[UNK]", "<|im_end|>", "<|im_start|>"]
-        .into_iter()
-        .chain(WORDS.split_whitespace())
-        .enumerate()
-    {
-        vocab.insert(w.to_string(), serde_json::json!(i));
-    }
-    assert!(vocab.len() <= VOCAB);
-    let special = |id: usize, content: &str| {
-        serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false,
-            "rstrip": false, "normalized": false, "special": true})
-    };
-    let tok = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": [special(1, "<|im_end|>"), special(2, "<|im_start|>")],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": null, "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"},
-    });
-    std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
-}
-
 fn run_cfg(model: &Path, out: &Path, method: Method) -> TrainConfig {
     TrainConfig {
         model: model.display().to_string(),

@@ -65,30 +65,35 @@ fn expected_shape(p: &LlamaParams, hf: &str) -> Option<Vec<usize>> {
 }
 
 /// Names every LLaMA checkpoint must contain.
-fn required_names(p: &LlamaParams) -> Vec<String> {
-    let mut names = vec![
-        "model.embed_tokens.weight".to_string(),
-        "model.norm.weight".to_string(),
+/// The tensors a LLaMA with `p`'s layout needs, as (Hugging Face name, GGUF name), lazily: a
+/// file whose `llama.block_count` is absurd (`u32::MAX`) fails at its first missing layer
+/// instead of allocating billions of names first (fuzz finding,
+/// `fuzz/oom-candidates/gguf-last-input`).
+fn required_names(p: &LlamaParams) -> impl Iterator<Item = (String, String)> + '_ {
+    const PER_LAYER: [(&str, &str); 9] = [
+        ("self_attn.q_proj.weight", "attn_q.weight"),
+        ("self_attn.k_proj.weight", "attn_k.weight"),
+        ("self_attn.v_proj.weight", "attn_v.weight"),
+        ("self_attn.o_proj.weight", "attn_output.weight"),
+        ("mlp.gate_proj.weight", "ffn_gate.weight"),
+        ("mlp.up_proj.weight", "ffn_up.weight"),
+        ("mlp.down_proj.weight", "ffn_down.weight"),
+        ("input_layernorm.weight", "attn_norm.weight"),
+        ("post_attention_layernorm.weight", "ffn_norm.weight"),
     ];
-    if !p.tie_word_embeddings {
-        names.push("lm_head.weight".into());
-    }
-    for i in 0..p.num_hidden_layers {
-        for s in [
-            "self_attn.q_proj.weight",
-            "self_attn.k_proj.weight",
-            "self_attn.v_proj.weight",
-            "self_attn.o_proj.weight",
-            "mlp.gate_proj.weight",
-            "mlp.up_proj.weight",
-            "mlp.down_proj.weight",
-            "input_layernorm.weight",
-            "post_attention_layernorm.weight",
-        ] {
-            names.push(format!("model.layers.{i}.{s}"));
-        }
-    }
-    names
+    let head = [
+        ("model.embed_tokens.weight", "token_embd.weight"),
+        ("model.norm.weight", "output_norm.weight"),
+    ]
+    .into_iter()
+    .chain((!p.tie_word_embeddings).then_some(("lm_head.weight", "output.weight")))
+    .map(|(h, g)| (h.to_string(), g.to_string()));
+    let layers = (0..p.num_hidden_layers).flat_map(|i| {
+        PER_LAYER
+            .iter()
+            .map(move |(h, g)| (format!("model.layers.{i}.{h}"), format!("blk.{i}.{g}")))
+    });
+    head.chain(layers)
 }
 
 /// Open a LLaMA GGUF, dequantize every tensor to f32, un-permute Q/K rows to Hugging Face order,
@@ -152,8 +157,12 @@ pub fn load_llama(path: impl AsRef<Path>, device: &Device, dtype: DType) -> Resu
             .map_err(candle)?;
         tensors.insert(hf.name, t);
     }
-    for name in required_names(&params) {
-        if !tensors.contains_key(&name) {
+    for (hf, gguf) in required_names(&params) {
+        if !tensors.contains_key(&hf) {
+            let name = format!(
+                "{gguf} (= {hf}; llama.block_count = {})",
+                params.num_hidden_layers
+            );
             return Err(GgufError::MissingTensor { path, name });
         }
     }
