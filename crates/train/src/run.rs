@@ -264,6 +264,18 @@ pub fn run_finetune_with(cfg: &TrainConfig, mut opts: RunOptions<'_>) -> Result<
     let test_ex = load_task(cfg, Split::Test)?;
     let (enc, pad_id) = encoder(cfg, &tokenizer)?;
     let set = enc.encode_all(&train_ex)?;
+    if set.examples.is_empty() {
+        return Err(TrainError::Invalid {
+            what: "max_len",
+            msg: format!(
+                "all {} training examples of `{}` were dropped: none keeps a target token within \
+                 max_len = {} tokens (prompt and template included); raise max_len",
+                train_ex.len(),
+                cfg.task,
+                cfg.max_len
+            ),
+        });
+    }
     let n_eval = cfg.eval_samples.min(test_ex.len());
     let test_enc: Vec<Encoded> = enc.encode_all(&test_ex[..n_eval])?.examples;
     let (truncated, dropped, n_train) = (set.truncated, set.dropped, set.examples.len());

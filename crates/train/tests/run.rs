@@ -153,4 +153,12 @@ fn bad_inputs_are_named() {
     cfg.task = "my_data.jsonl".into();
     let e = run_finetune(&cfg).unwrap_err().to_string();
     assert!(e.contains("data_format"), "{e}");
+    // Every example longer than max_len: the error says so instead of "nothing to batch".
+    cfg.task = "e2e_nlg".into();
+    cfg.max_len = 4;
+    let e = run_finetune(&cfg).unwrap_err().to_string();
+    assert!(
+        e.contains("max_len = 4") && e.contains("e2e_nlg") && e.contains("dropped"),
+        "{e}"
+    );
 }
