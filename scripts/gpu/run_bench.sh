@@ -10,7 +10,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/bench_out}
 mkdir -p "$OUT"
 LOG="$OUT/bench_log.txt"
-STEPS=${STEPS:-"check htod p1 p1torch p2 p2torch"}
+STEPS=${STEPS:-"check htod p1 p1torch p2 p2tf32 p2torch"}
 export PYTHONUNBUFFERED=1
 
 exec > >(tee -a "$LOG") 2>&1
@@ -32,9 +32,10 @@ for s in $STEPS; do
   case $s in
     check) run gpu-check $B --device cuda gpu-check --json "$OUT/gpu_check.json" ;;
     htod) run htod $B --device cuda htod ;;
-    p1) run p1 $B --device cuda p1 --reps ${P1_REPS:-1} --json "$OUT/p1.json" ;;
+    p1) run p1 $B --device cuda p1 --reps ${P1_REPS:-3} --json "$OUT/p1.json" ;;
     p1torch) run p1-torch python3 bench/reference/galore_p1.py --out "$OUT/p1_torch.json" ;;
     p2) run p2 $B --device cuda p2 --json "$OUT/p2.json" ;;
+    p2tf32) run p2-tf32 $B --device cuda p2 --tf32 --json "$OUT/p2_tf32.json" ;;
     p2torch) run p2-torch python3 bench/reference/galore_p2.py --out "$OUT/p2_torch.json" ;;
     *) echo "unknown step $s" ;;
   esac

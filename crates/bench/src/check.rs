@@ -52,7 +52,7 @@ impl CheckReport {
         self.checks.iter().all(|c| c.pass)
     }
 
-    fn push(&mut self, name: &str, max_abs: f64, value: f64, tol: f64) {
+    pub(crate) fn push(&mut self, name: &str, max_abs: f64, value: f64, tol: f64) {
         let pass = value.is_finite() && value <= tol;
         println!(
             "{} {name}: {value:.3e} (tol {tol:.0e}; max abs diff {max_abs:.3e})",
@@ -80,7 +80,7 @@ fn fro(v: &[f32]) -> f64 {
 }
 
 /// `(max |a - b|, ||a - b||_F / ||denom||_F)`.
-fn rel(a: &Tensor, b: &Tensor, denom: Option<&Tensor>) -> Result<(f64, f64)> {
+pub(crate) fn rel(a: &Tensor, b: &Tensor, denom: Option<&Tensor>) -> Result<(f64, f64)> {
     let (x, y) = (host(a)?, host(b)?);
     let d: Vec<f32> = x.iter().zip(&y).map(|(p, q)| p - q).collect();
     let max = d.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
@@ -92,7 +92,7 @@ fn rel(a: &Tensor, b: &Tensor, denom: Option<&Tensor>) -> Result<(f64, f64)> {
 }
 
 /// Sign-free subspace distance `||P P^T - Q Q^T||_F / sqrt(2 r)` (on the host).
-fn proj(p: &Tensor, q: &Tensor) -> Result<(f64, f64)> {
+pub(crate) fn proj(p: &Tensor, q: &Tensor) -> Result<(f64, f64)> {
     let p = p.to_device(&Device::Cpu)?;
     let q = q.to_device(&Device::Cpu)?;
     let (_, r) = p.dims2()?;
@@ -115,7 +115,7 @@ fn align_columns(q: &Tensor, reference: &Tensor) -> Result<Tensor> {
     Ok(q.broadcast_mul(&Tensor::from_vec(signs, (1, k), &Device::Cpu)?)?)
 }
 
-fn gaussian(rng: &mut Rng, m: usize, n: usize) -> Result<Tensor> {
+pub(crate) fn gaussian(rng: &mut Rng, m: usize, n: usize) -> Result<Tensor> {
     Ok(Tensor::from_vec(
         rng.normal_vec(m * n),
         (m, n),
@@ -124,7 +124,7 @@ fn gaussian(rng: &mut Rng, m: usize, n: usize) -> Result<Tensor> {
 }
 
 /// `U diag(0.9^i) V^T + 1e-3 N` on the host, `[m, n]`, `k` components.
-fn decaying(rng: &mut Rng, m: usize, n: usize, k: usize) -> Result<Tensor> {
+pub(crate) fn decaying(rng: &mut Rng, m: usize, n: usize, k: usize) -> Result<Tensor> {
     let u = householder_qr(&gaussian(rng, m, k)?)?;
     let v = householder_qr(&gaussian(rng, n, k)?)?;
     let s: Vec<f32> = (0..k).map(|i| 0.9f32.powi(i as i32)).collect();
@@ -315,6 +315,8 @@ pub fn run(dev: &Device, seed: u64) -> Result<CheckReport> {
     }
 
     optimizer_checks(dev, seed, &mut rep)?;
+    #[cfg(feature = "cuda")]
+    crate::check_kernels::run(dev, seed, &mut rep)?;
     Ok(rep)
 }
 
@@ -440,6 +442,38 @@ fn optimizer_checks(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()
                 1e-3,
             );
         }
+    }
+    // The same optimizers on bf16 weights and gradients (on CUDA: fused AdamW, fused low-rank
+    // commit and residual scatter on the bf16 weight). Measure: largest per-entry
+    // |W_dev - W_cpu| / |W_cpu| <= 7.8e-3 (2 bf16 ulps: a rounding of the weight may flip at a
+    // step under the different f32 operation order, and the residual is added after the bf16
+    // rounding on CUDA but before it on the CPU).
+    let bf = |ts: &[Tensor]| -> Result<Vec<Tensor>> {
+        ts.iter().map(|t| Ok(t.to_dtype(DType::BF16)?)).collect()
+    };
+    let w0_bf = bf(&w0)?;
+    let grads_bf: Vec<Vec<Tensor>> = grads.iter().map(|g| bf(g)).collect::<Result<_>>()?;
+    for (label, make) in &makers {
+        let mut oc = make()?;
+        let mut od = make()?;
+        let wc = steps(oc.as_mut(), &w0_bf, &grads_bf, &Device::Cpu)?;
+        let wd = steps(od.as_mut(), &w0_bf, &grads_bf, dev)?;
+        let (mut mx, mut worst) = (0f64, 0f64);
+        for (c, d) in wc.iter().zip(&wd) {
+            for (x, y) in host(d)?.iter().zip(host(c)?) {
+                let diff = (x - y).abs() as f64;
+                mx = mx.max(diff);
+                if y != 0.0 {
+                    worst = worst.max(diff / y.abs() as f64);
+                }
+            }
+        }
+        rep.push(
+            &format!("{label} bf16 4 steps, all params: max |W_dev - W_cpu| / |W_cpu|"),
+            mx,
+            worst,
+            7.8e-3,
+        );
     }
     // Residual index agreement (CrossLore, q_proj).
     let c = cross_cfg(0.05);

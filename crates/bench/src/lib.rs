@@ -12,6 +12,8 @@
 //! and reports medians ([`timing`]).
 
 pub mod check;
+#[cfg(feature = "cuda")]
+pub mod check_kernels;
 pub mod error;
 pub mod floors;
 pub mod model_check;

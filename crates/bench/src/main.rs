@@ -16,8 +16,9 @@ commands:
   gpu-check                 every device path vs the CPU path on the same inputs; exit 1 on FAIL
   p1 [--layers 32] [--shrink 1] [--svd-samples 1] [--reps 3]
                             projection refresh of every targeted matrix (LLaMA-2-7B shapes)
-  p2 [--layers 32] [--shrink 1] [--reps 5] [--targets-only]
+  p2 [--layers 32] [--shrink 1] [--reps 5] [--targets-only] [--tf32]
                             optimizer step without refresh vs the measured floors
+                            (--tf32: f32 matmuls on TF32 tensor cores, CUDA only)
   model-check [--fixtures crates/model/tests/fixtures]
                             LLaMA forward/loss/grads, bf16 forward and 3 trainer steps of every
                             method on the device vs the CPU; exit 1 on FAIL
@@ -33,6 +34,7 @@ struct Args {
     svd_samples: usize,
     reps: Option<usize>,
     targets_only: bool,
+    tf32: bool,
     fixtures: PathBuf,
 }
 
@@ -47,6 +49,7 @@ fn parse() -> Result<Args> {
         svd_samples: 1,
         reps: None,
         targets_only: false,
+        tf32: false,
         fixtures: PathBuf::from("crates/model/tests/fixtures"),
     };
     let mut it = std::env::args().skip(1);
@@ -68,6 +71,7 @@ fn parse() -> Result<Args> {
             "--svd-samples" => a.svd_samples = num("--svd-samples", value("--svd-samples")?)?,
             "--reps" => a.reps = Some(num("--reps", value("--reps")?)?),
             "--targets-only" => a.targets_only = true,
+            "--tf32" => a.tf32 = true,
             "--fixtures" => a.fixtures = value("--fixtures")?.into(),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -124,12 +128,19 @@ fn main() -> Result<()> {
             println!("{}", p1::table(&rep));
         }
         "p2" => {
+            #[cfg(feature = "cuda")]
+            candle_core::cuda::set_gemm_reduced_precision_f32(a.tf32);
+            #[cfg(not(feature = "cuda"))]
+            if a.tf32 {
+                bail!("--tf32 needs a CUDA build");
+            }
             let opt = p2::P2Options {
                 dims: ModelDims::llama2_7b(a.layers, a.shrink),
                 full_model: !a.targets_only,
                 reps: a.reps.unwrap_or(5),
                 seed: a.seed,
                 rate_scale: a.shrink,
+                tf32: a.tf32,
             };
             let rep = p2::run(&dev, &opt)?;
             write_json(&a.json, &rep)?;

@@ -9,16 +9,21 @@
 //! - `rsi_warm_q1`: RSI warm-started from the previous refresh's projector, q = 1. The previous
 //!   projector is the `rsi_q2` projector of an earlier gradient whose singular subspaces drifted
 //!   ([`crate::synth::drifted`], drift 0.2), computed before timing.
-//! - `rsi_q2_device_omega`: `rsi_q2` with the Gaussian test matrix drawn on the device (candle
-//!   `randn`) instead of the host's seeded Rng (the host draw is timed separately).
-//! - `cross_head_qk+rsi_q2[_device_omega]`: CrossLore as configured by default: cross-head
+//!   `Omega` is the seeded counter-based stream drawn on the device (`rsi_subspace` as the
+//!   optimizer calls it, one matrix at a time, one synchronisation each).
+//! - `rsi_q2_batched`: the same projectors through `rsi_many` (all matrices' device work queued,
+//!   small host SVDs in parallel).
+//! - `cross_head_qk+rsi_q2[_batched]`: CrossLore as configured by default: cross-head
 //!   projection (paper Eq. 3-4) on q/k, `rsi_q2` on v, o, gate, up, down.
+//! - [`P1Report::legacy_probe`]: the earlier optimizer path (xoshiro normals drawn on the host,
+//!   uploaded with `Tensor::from_vec`), timed step by step on a few matrices to show where its
+//!   ~0.25 s per matrix went.
 //!
 //! The residual of a projector is `||G - P P^T G||_F / ||G||_F` (paper Fig. 2b).
 use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
-use crosslore_linalg::rsi::{rsi_subspace, RsiConfig};
+use crosslore_linalg::rsi::{rsi_many, rsi_subspace, RsiConfig};
 use crosslore_linalg::svd::{subspace_residual, svd_subspace};
 use crosslore_linalg::{Rng, Side};
 use crosslore_optim::cross_head::{cross_head_projector, HeadLayout};
@@ -72,8 +77,10 @@ pub struct P1Report {
     pub options: P1Options,
     pub rates: Rates,
     pub n_matrices: usize,
-    /// Host time to draw the Gaussian test matrices of one cold RSI pass (part of `rsi_q2`).
+    /// Host time to draw xoshiro Gaussian test matrices of one cold RSI pass (the earlier path).
     pub host_gaussian_s: f64,
+    /// Step-by-step timing of the earlier host-drawn-Omega path (see [`LegacyProbe`]).
+    pub legacy_probe: Vec<LegacyProbe>,
     pub methods: Vec<MethodResult>,
 }
 
@@ -212,46 +219,68 @@ pub fn run(dev: &Device, opt: &P1Options) -> Result<P1Report> {
     let grads_ref = &grads;
     let warm_ref = &warm;
     let seed = opt.seed;
-    let oversample = opt.oversample;
-    // Cold RSI with the Gaussian test matrix drawn on the host by the seeded Rng (as the
-    // optimizer does) or on the device (candle randn, passed through the warm-start argument,
-    // which takes a full [n_s, k] test matrix).
-    let cold = |i: usize, t: &Target, device_omega: bool| -> Result<Tensor> {
+    // Cold RSI as the optimizer runs it (Omega from the seeded counter-based stream, drawn on
+    // the device), one matrix at a time or batched through `rsi_many`.
+    let cold = |i: usize, t: &Target| -> Result<Tensor> {
         let mut rng = Rng::derive(seed, i as u64);
-        let g = &grads_ref[i];
-        if device_omega {
-            let ns = match t.side() {
-                Side::Right => t.cols,
-                Side::Left => t.rows,
-            };
-            let k = (r + oversample).min(t.rows).min(t.cols);
-            let omega = Tensor::randn(0f32, 1f32, (ns, k), g.device())?;
+        Ok(rsi_subspace(
+            &grads_ref[i],
+            r,
+            t.side(),
+            &cfg_q2,
+            &mut rng,
+            None,
+        )?)
+    };
+    let cross = |i: usize, t: &Target| -> Result<Tensor> {
+        let mut rng = Rng::derive(seed, i as u64);
+        if t.is_qk() {
+            Ok(cross_head_projector(&grads_ref[i], &layout, r, &cfg_q2, &mut rng, None)?.0)
+        } else {
             Ok(rsi_subspace(
-                g,
+                &grads_ref[i],
                 r,
                 t.side(),
                 &cfg_q2,
                 &mut rng,
-                Some(&omega),
+                None,
             )?)
-        } else {
-            Ok(rsi_subspace(g, r, t.side(), &cfg_q2, &mut rng, None)?)
         }
     };
-    let cross = |i: usize, t: &Target, device_omega: bool| -> Result<Tensor> {
-        if t.is_qk() {
-            let mut rng = Rng::derive(seed, i as u64);
-            Ok(cross_head_projector(&grads_ref[i], &layout, r, &cfg_q2, &mut rng, None)?.0)
-        } else {
-            cold(i, t, device_omega)
+    // Batched passes: (matrix indices, whether q/k use cross-head).
+    let batched = |idx: &[usize], cross_qk: bool| -> Result<Vec<Tensor>> {
+        let rsi_idx: Vec<usize> = idx
+            .iter()
+            .copied()
+            .filter(|&i| !(cross_qk && ts[i].is_qk()))
+            .collect();
+        let jobs: Vec<_> = rsi_idx
+            .iter()
+            .map(|&i| (&grads_ref[i], r, ts[i].side(), None))
+            .collect();
+        let mut rngs: Vec<Rng> = rsi_idx
+            .iter()
+            .map(|&i| Rng::derive(seed, i as u64))
+            .collect();
+        let mut out: Vec<Option<Tensor>> = vec![None; idx.len()];
+        let ps = rsi_many(&jobs, &cfg_q2, &mut rngs)?;
+        let mut ps = ps.into_iter();
+        for (slot, &i) in idx.iter().enumerate() {
+            out[slot] = Some(if cross_qk && ts[i].is_qk() {
+                cross(i, &ts[i])?
+            } else {
+                ps.next()
+                    .ok_or_else(|| crosslore_linalg::LinalgError::InvalidArgument {
+                        op: "p1",
+                        msg: "rsi_many returned too few projectors".into(),
+                    })?
+            });
         }
+        Ok(out.into_iter().flatten().collect())
     };
+    let all: Vec<usize> = (0..ts.len()).collect();
     let randomized: Vec<(&str, PassFn)> = vec![
-        ("rsi_q2", Box::new(|i, t: &Target| cold(i, t, false))),
-        (
-            "rsi_q2_device_omega",
-            Box::new(|i, t: &Target| cold(i, t, true)),
-        ),
+        ("rsi_q2", Box::new(cold)),
         (
             "rsi_warm_q1",
             Box::new(|i, t: &Target| {
@@ -266,15 +295,29 @@ pub fn run(dev: &Device, opt: &P1Options) -> Result<P1Report> {
                 )?)
             }),
         ),
-        (
-            "cross_head_qk+rsi_q2",
-            Box::new(|i, t: &Target| cross(i, t, false)),
-        ),
-        (
-            "cross_head_qk+rsi_q2_device_omega",
-            Box::new(|i, t: &Target| cross(i, t, true)),
-        ),
+        ("cross_head_qk+rsi_q2", Box::new(cross)),
     ];
+    let batched_methods: Vec<(&str, bool)> = vec![
+        ("rsi_q2_batched", false),
+        ("cross_head_qk+rsi_q2_batched", true),
+    ];
+    for (name, cross_qk) in &batched_methods {
+        batched(&all[..7], *cross_qk)?; // warm-up
+        let mut last = Vec::new();
+        let (med, samples) = median_time(dev, 0, opt.reps, || {
+            last = batched(&all, *cross_qk)?;
+            Ok(())
+        })?;
+        let mut per_shape = BTreeMap::new();
+        for (key, idx) in &by_shape {
+            let (s, _) = time_once(dev, &mut || batched(idx, *cross_qk))?;
+            per_shape.insert(key.clone(), s / idx.len() as f64);
+        }
+        methods.push(summarize(
+            name, *cross_qk, med, samples, per_shape, &last, &ts, &grads, &exact_set, exact_mean,
+            d, &layout, opt, &rates,
+        )?);
+    }
     for (name, f) in &randomized {
         // Warm-up: one matrix of each shape kind.
         for (i, t) in ts.iter().enumerate().take(7) {
@@ -300,37 +343,26 @@ pub fn run(dev: &Device, opt: &P1Options) -> Result<P1Report> {
             })?;
             per_shape.insert(key.clone(), s / idx.len() as f64);
         }
-        let mut res = Vec::with_capacity(ts.len());
-        let mut flops = 0.0;
-        for (i, t) in ts.iter().enumerate() {
-            let is_cross = name.starts_with("cross_head") && t.is_qk();
-            let side = if is_cross { Side::Right } else { t.side() };
-            res.push(subspace_residual(&grads[i], &last[i], side)? as f64);
-            let k = (r + opt.oversample).min(t.rows).min(t.cols);
-            flops += match *name {
-                "rsi_warm_q1" => rsi_flops(t.rows, t.cols, k, r, 1, side),
-                _ if is_cross => {
-                    let rows = d.d_head * crosslore_optim::cross_head::heads_needed(&layout, r);
-                    8.0 * (t.cols * rows * rows) as f64 + 2.0 * (t.cols * rows * r) as f64
-                }
-                _ => rsi_flops(t.rows, t.cols, k, r, 2, side),
-            };
-        }
-        let mean = res.iter().sum::<f64>() / res.len() as f64;
-        let on_exact = exact_set.iter().map(|&i| res[i]).sum::<f64>() / exact_set.len() as f64;
-        eprintln!("p1: {name}: {med:.4} s, mean residual {mean:.5}");
-        methods.push(MethodResult {
-            method: name.to_string(),
-            total_s: med,
-            extrapolated: false,
-            samples_s: samples,
-            mean_residual: mean,
-            residual_on_exact_set: on_exact,
-            residual_ratio_vs_exact: on_exact / exact_mean,
-            flops,
-            flop_floor_s: flops / rates.f32_thin_flops,
-            per_shape_s: per_shape,
-        });
+        methods.push(summarize(
+            name,
+            name.starts_with("cross_head"),
+            med,
+            samples,
+            per_shape,
+            &last,
+            &ts,
+            &grads,
+            &exact_set,
+            exact_mean,
+            d,
+            &layout,
+            opt,
+            &rates,
+        )?);
+    }
+    let legacy_probe = legacy_probe(dev, &grads, &ts, r, &cfg_q2, opt.seed)?;
+    for p in &legacy_probe {
+        eprintln!("p1: legacy probe {p:?}");
     }
     Ok(P1Report {
         device: crate::device_name(dev),
@@ -338,8 +370,176 @@ pub fn run(dev: &Device, opt: &P1Options) -> Result<P1Report> {
         rates,
         n_matrices: ts.len(),
         host_gaussian_s,
+        legacy_probe,
         methods,
     })
+}
+
+/// Residuals, FLOPs and floors of one randomized method's pass.
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    name: &str,
+    cross_qk: bool,
+    med: f64,
+    samples: Vec<f64>,
+    per_shape: BTreeMap<String, f64>,
+    last: &[Tensor],
+    ts: &[Target],
+    grads: &[Tensor],
+    exact_set: &[usize],
+    exact_mean: f64,
+    d: &ModelDims,
+    layout: &HeadLayout,
+    opt: &P1Options,
+    rates: &Rates,
+) -> Result<MethodResult> {
+    let r = d.rank;
+    let mut res = Vec::with_capacity(ts.len());
+    let mut flops = 0.0;
+    for (i, t) in ts.iter().enumerate() {
+        let is_cross = cross_qk && t.is_qk();
+        let side = if is_cross { Side::Right } else { t.side() };
+        res.push(subspace_residual(&grads[i], &last[i], side)? as f64);
+        let k = (r + opt.oversample).min(t.rows).min(t.cols);
+        flops += if name == "rsi_warm_q1" {
+            rsi_flops(t.rows, t.cols, k, r, 1, side)
+        } else if is_cross {
+            let rows = d.d_head * crosslore_optim::cross_head::heads_needed(layout, r);
+            8.0 * (t.cols * rows * rows) as f64 + 2.0 * (t.cols * rows * r) as f64
+        } else {
+            rsi_flops(t.rows, t.cols, k, r, 2, side)
+        };
+    }
+    let mean = res.iter().sum::<f64>() / res.len() as f64;
+    let on_exact = exact_set.iter().map(|&i| res[i]).sum::<f64>() / exact_set.len() as f64;
+    eprintln!("p1: {name}: {med:.4} s, mean residual {mean:.5}");
+    Ok(MethodResult {
+        method: name.to_string(),
+        total_s: med,
+        extrapolated: false,
+        samples_s: samples,
+        mean_residual: mean,
+        residual_on_exact_set: on_exact,
+        residual_ratio_vs_exact: on_exact / exact_mean,
+        flops,
+        flop_floor_s: flops / rates.f32_thin_flops,
+        per_shape_s: per_shape,
+    })
+}
+
+/// One matrix of the legacy host-Omega probe: seconds of each step, each ended by a device
+/// synchronisation (`draw`: xoshiro normals on the host; `upload`: `Tensor::from_vec` to the
+/// device; `rsi`: RSI q=2 with that `Omega`; `rsi_device_omega`: RSI with the counter-based
+/// device draw, for comparison; `draw_after_rsi`: the same host draw repeated right after an RSI).
+#[derive(Debug, Clone, Serialize)]
+pub struct LegacyProbe {
+    pub shape: String,
+    pub draw_s: f64,
+    pub upload_s: f64,
+    pub rsi_s: f64,
+    pub rsi_device_omega_s: f64,
+    pub draw_after_rsi_s: f64,
+    /// The draw's thread CPU time (user, system; from /proc/thread-self/stat, 10 ms ticks) and
+    /// minor page faults.
+    pub draw_user_s: f64,
+    pub draw_sys_s: f64,
+    pub draw_minflt: u64,
+    /// The same draw right after a `vzeroupper` (x86-64 with AVX; NaN elsewhere): tests whether
+    /// dirty upper vector-register state left by earlier code slows the SSE math of the draw.
+    pub draw_after_vzeroupper_s: f64,
+}
+
+/// `(utime_s, stime_s, minflt)` of the calling thread (Linux; zeros elsewhere).
+fn thread_times() -> (f64, f64, u64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return (0.0, 0.0, 0);
+    };
+    // Fields after the parenthesised command: state is field 3; minflt 10, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| {
+        f.get(i - 3)
+            .and_then(|x| x.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (num(14) as f64 / 100.0, num(15) as f64 / 100.0, num(10))
+}
+
+/// Seconds of one host draw of `n` xoshiro normals after `vzeroupper`.
+fn draw_after_vzeroupper(seed: u64, i: u64, n: usize) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: vzeroupper only zeroes the upper halves of the vector registers (AVX present).
+        unsafe { std::arch::asm!("vzeroupper") };
+        let t = std::time::Instant::now();
+        std::hint::black_box(Rng::derive(seed, i).normal_vec(n));
+        return t.elapsed().as_secs_f64();
+    }
+    let _ = (seed, i, n);
+    f64::NAN
+}
+
+fn legacy_probe(
+    dev: &Device,
+    grads: &[Tensor],
+    ts: &[Target],
+    r: usize,
+    cfg: &RsiConfig,
+    seed: u64,
+) -> Result<Vec<LegacyProbe>> {
+    let mut out = Vec::new();
+    for (i, t) in ts.iter().enumerate().take(7) {
+        let ns = match t.side() {
+            Side::Right => t.cols,
+            Side::Left => t.rows,
+        };
+        let k = (r + cfg.oversample).min(t.rows).min(t.cols);
+        let t0 = thread_times();
+        let (draw_s, v) = time_once(dev, &mut || {
+            Ok(Rng::derive(seed, i as u64).normal_vec(ns * k))
+        })?;
+        let t1 = thread_times();
+        let mut v = Some(v);
+        let (upload_s, omega) = time_once(dev, &mut || {
+            Ok(Tensor::from_vec(
+                v.take().unwrap_or_default(),
+                (ns, k),
+                dev,
+            )?)
+        })?;
+        let mut rng = Rng::derive(seed, i as u64);
+        let (rsi_s, _) = time_once(dev, &mut || {
+            Ok(rsi_subspace(
+                &grads[i],
+                r,
+                t.side(),
+                cfg,
+                &mut rng,
+                Some(&omega),
+            )?)
+        })?;
+        let (draw_after_rsi_s, _) = time_once(dev, &mut || {
+            Ok(std::hint::black_box(
+                Rng::derive(seed, i as u64).normal_vec(ns * k),
+            ))
+        })?;
+        let (rsi_device_omega_s, _) = time_once(dev, &mut || {
+            Ok(rsi_subspace(&grads[i], r, t.side(), cfg, &mut rng, None)?)
+        })?;
+        out.push(LegacyProbe {
+            shape: shape_key(t),
+            draw_s,
+            upload_s,
+            rsi_s,
+            rsi_device_omega_s,
+            draw_after_rsi_s,
+            draw_user_s: t1.0 - t0.0,
+            draw_sys_s: t1.1 - t0.1,
+            draw_minflt: t1.2.saturating_sub(t0.2),
+            draw_after_vzeroupper_s: draw_after_vzeroupper(seed, i as u64, ns * k),
+        });
+    }
+    Ok(out)
 }
 
 /// The P1 table as Markdown.

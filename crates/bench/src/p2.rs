@@ -37,6 +37,8 @@ pub struct P2Options {
     pub reps: usize,
     pub seed: u64,
     pub rate_scale: usize,
+    /// f32 matmuls on TF32 tensor cores (`--tf32`; set by the caller, recorded here).
+    pub tf32: bool,
 }
 
 /// Which optimizer.
@@ -232,10 +234,11 @@ pub fn run(dev: &Device, opt: &P2Options) -> Result<P2Report> {
 /// The P2 table as Markdown.
 pub fn table(rep: &P2Report) -> String {
     let mut s = format!(
-        "P2 optimizer step without refresh, {} parameters ({:.3} B elements), device {}\n\n| method | step ms | bytes GB | bytes floor ms | GFLOP | FLOP floor ms | measured / max floor | measured / bytes floor | state GiB |\n|---|---|---|---|---|---|---|---|---|\n",
+        "P2 optimizer step without refresh, {} parameters ({:.3} B elements), device {}{}\n\n| method | step ms | bytes GB | bytes floor ms | GFLOP | FLOP floor ms | measured / max floor | measured / bytes floor | state GiB |\n|---|---|---|---|---|---|---|---|---|\n",
         rep.n_params,
         rep.n_elements as f64 / 1e9,
-        rep.device
+        rep.device,
+        if rep.options.tf32 { ", f32 matmuls on TF32" } else { "" }
     );
     for m in &rep.methods {
         s += &format!(

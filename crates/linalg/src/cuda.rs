@@ -66,7 +66,7 @@ thread_local! {
         const { RefCell::new(Vec::new()) };
 }
 
-fn solver(cd: &CudaDevice) -> Result<Arc<DnHandle>> {
+pub(crate) fn solver(cd: &CudaDevice) -> Result<Arc<DnHandle>> {
     HANDLES.with(|h| {
         let mut h = h.borrow_mut();
         if let Some((_, s)) = h.iter().find(|(id, _)| *id == cd.id()) {
@@ -79,12 +79,12 @@ fn solver(cd: &CudaDevice) -> Result<Arc<DnHandle>> {
     })
 }
 
-fn cu_err(what: &str, e: impl std::fmt::Debug) -> LinalgError {
+pub(crate) fn cu_err(what: &str, e: impl std::fmt::Debug) -> LinalgError {
     LinalgError::Candle(candle_core::Error::Msg(format!("CUDA {what}: {e:?}")))
 }
 
 /// A device copy of the contiguous row-major buffer of `t` (f32).
-fn copy_to_slice(t: &Tensor, cd: &CudaDevice) -> Result<CudaSlice<f32>> {
+pub(crate) fn copy_to_slice(t: &Tensor, cd: &CudaDevice) -> Result<CudaSlice<f32>> {
     let t = t.contiguous()?;
     let n = t.elem_count();
     let (st, layout) = t.storage_and_layout();
@@ -102,7 +102,7 @@ fn copy_to_slice(t: &Tensor, cd: &CudaDevice) -> Result<CudaSlice<f32>> {
 }
 
 /// A device buffer as a row-major tensor of `shape` (takes ownership, no copy).
-fn wrap(slice: CudaSlice<f32>, cd: &CudaDevice, shape: (usize, usize)) -> Tensor {
+pub(crate) fn wrap(slice: CudaSlice<f32>, cd: &CudaDevice, shape: (usize, usize)) -> Tensor {
     let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, cd.clone()));
     Tensor::from_storage(storage, shape, BackpropOp::none(), false)
 }
@@ -121,7 +121,7 @@ fn read_info(cd: &CudaDevice, info: &CudaSlice<i32>) -> Result<i32> {
     Ok(h.first().copied().unwrap_or(0))
 }
 
-fn to_i32(op: &'static str, x: usize) -> Result<i32> {
+pub(crate) fn to_i32(op: &'static str, x: usize) -> Result<i32> {
     i32::try_from(x).map_err(|_| LinalgError::Shape {
         op,
         msg: format!("dimension {x} exceeds cuSOLVER's 32-bit index range"),

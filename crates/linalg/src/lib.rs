@@ -25,9 +25,13 @@
 pub mod cuda;
 pub mod error;
 mod host;
+#[cfg(feature = "cuda")]
+pub mod kernels;
 pub mod qr;
 pub mod rng;
 pub mod rsi;
+#[cfg(feature = "cuda")]
+mod rsi_cuda;
 pub mod svd;
 mod validate;
 

@@ -74,6 +74,16 @@ pub fn rsi_subspace(
     let warm = checked_warm(op, warm, side_dim, k, a.device())?;
     let warm = warm.as_ref();
     let saved = rng.clone();
+    #[cfg(feature = "cuda")]
+    if a.device().is_cuda() {
+        let pending = start_device(op, &a, side, k, cfg, rank, rng, warm)?;
+        let fetched = pending.fetch()?;
+        if let Some(w) = fetched.small_svd()? {
+            return fetched.finish(&w);
+        }
+        // A device check failed: the host path below, on the same draw.
+        *rng = saved.clone();
+    }
     match rsi_core(op, &a, rank, side, k, cfg, rng, warm) {
         // `a` is finite (checked above), so a NaN/Inf downstream is an f32 overflow of a product
         // (entries near f32::MAX): redo the same draw on `a / max|a|`, which has the same subspace.
@@ -81,6 +91,147 @@ pub fn rsi_subspace(
             *rng = saved;
             let scaled = (&a / max_abs(&a)?)?;
             rsi_core(op, &scaled, rank, side, k, cfg, rng, warm)
+        }
+        other => other,
+    }
+}
+
+/// Device phase of [`rsi_subspace`] on CUDA (validated inputs; draws `Omega` from `rng`).
+#[cfg(feature = "cuda")]
+#[allow(clippy::too_many_arguments)]
+fn start_device(
+    op: &'static str,
+    a: &Tensor,
+    side: Side,
+    k: usize,
+    cfg: &RsiConfig,
+    rank: usize,
+    rng: &mut Rng,
+    warm: Option<&Tensor>,
+) -> Result<crate::rsi_cuda::Pending> {
+    let transposed = side == Side::Left;
+    let n_s = if transposed {
+        a.dims2()?.0
+    } else {
+        a.dims2()?.1
+    };
+    let omega = test_matrix(op, n_s, k, rng, warm, a.device())?;
+    crate::rsi_cuda::start(a, transposed, &omega, cfg.power_iters, rank)
+}
+
+/// One matrix of [`rsi_many`]: `(a, rank, side, warm)`.
+pub type RsiJob<'a> = (&'a Tensor, usize, Side, Option<&'a Tensor>);
+
+/// [`rsi_subspace`] for many matrices, each with its own generator (`rngs[i]` for `jobs[i]`);
+/// results equal those of calling [`rsi_subspace`] on each in turn. On CUDA the device work of all
+/// matrices is queued first, then each matrix's single synchronisation and small host SVD follow
+/// (the SVDs on up to `available_parallelism` host threads), so the host never idles the device
+/// between matrices. On CPU it is the loop.
+pub fn rsi_many(jobs: &[RsiJob<'_>], cfg: &RsiConfig, rngs: &mut [Rng]) -> Result<Vec<Tensor>> {
+    let op = "rsi_many";
+    if jobs.len() != rngs.len() {
+        return Err(LinalgError::InvalidArgument {
+            op,
+            msg: format!("{} jobs but {} generators", jobs.len(), rngs.len()),
+        });
+    }
+    #[cfg(feature = "cuda")]
+    if jobs.iter().all(|j| j.0.device().is_cuda()) && !jobs.is_empty() {
+        return rsi_many_device(jobs, cfg, rngs);
+    }
+    jobs.iter()
+        .zip(rngs.iter_mut())
+        .map(|(&(a, rank, side, warm), rng)| rsi_subspace(a, rank, side, cfg, rng, warm))
+        .collect()
+}
+
+#[cfg(feature = "cuda")]
+fn rsi_many_device(jobs: &[RsiJob<'_>], cfg: &RsiConfig, rngs: &mut [Rng]) -> Result<Vec<Tensor>> {
+    let op = "rsi_subspace";
+    let saved: Vec<Rng> = rngs.to_vec();
+    // Phase 1: validate and queue every matrix's device work (no synchronisation but the
+    // finiteness checks of the inputs).
+    let mut pending = Vec::with_capacity(jobs.len());
+    for (&(a, rank, side, warm), rng) in jobs.iter().zip(rngs.iter_mut()) {
+        let a = validate::matrix_f32(op, a)?;
+        let (m, n) = a.dims2()?;
+        validate::rank(op, rank, m, n)?;
+        validate::finite(op, &a)?;
+        let k = sketch_width(rank, cfg, m, n);
+        let side_dim = if side == Side::Right { n } else { m };
+        let warm = checked_warm(op, warm, side_dim, k, a.device())?;
+        pending.push(start_device(
+            op,
+            &a,
+            side,
+            k,
+            cfg,
+            rank,
+            rng,
+            warm.as_ref(),
+        )?);
+    }
+    // Phase 2: one synchronisation per matrix (in queue order), small SVDs on host threads.
+    let fetched = pending
+        .into_iter()
+        .map(|p| p.fetch())
+        .collect::<Result<Vec<_>>>()?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = fetched.len().div_ceil(threads).max(1);
+    let ws: Vec<Result<Option<Mat<f64>>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = fetched
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(|f| f.small_svd()).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![Err(LinalgError::NoConvergence {
+                        op,
+                        msg: "host SVD thread panicked".into(),
+                    })]
+                })
+            })
+            .collect()
+    });
+    // Phase 3: P = Q_b W; a matrix whose device checks failed reruns the host path on its draw.
+    let mut out = Vec::with_capacity(jobs.len());
+    for (i, (f, w)) in fetched.iter().zip(ws).enumerate() {
+        match w? {
+            Some(w) => out.push(f.finish(&w)?),
+            None => {
+                let (a, rank, side, warm) = jobs[i];
+                rngs[i] = saved[i].clone();
+                out.push(rsi_host(op, a, rank, side, cfg, &mut rngs[i], warm)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The host-factorization path of [`rsi_subspace`] (also on CUDA tensors).
+#[cfg(feature = "cuda")]
+fn rsi_host(
+    op: &'static str,
+    a: &Tensor,
+    rank: usize,
+    side: Side,
+    cfg: &RsiConfig,
+    rng: &mut Rng,
+    warm: Option<&Tensor>,
+) -> Result<Tensor> {
+    let a = validate::matrix_f32(op, a)?;
+    let (m, n) = a.dims2()?;
+    let k = sketch_width(rank, cfg, m, n);
+    let side_dim = if side == Side::Right { n } else { m };
+    let warm = checked_warm(op, warm, side_dim, k, a.device())?;
+    let saved = rng.clone();
+    match rsi_core(op, &a, rank, side, k, cfg, rng, warm.as_ref()) {
+        Err(LinalgError::NonFinite { .. }) => {
+            *rng = saved;
+            let scaled = (&a / max_abs(&a)?)?;
+            rsi_core(op, &scaled, rank, side, k, cfg, rng, warm.as_ref())
         }
         other => other,
     }
@@ -145,7 +296,7 @@ impl Operator<'_> {
 }
 
 /// `a x` (`transposed = false`) or `a^T x` = `(x^T a)^T` (`transposed = true`); `a` contiguous.
-fn product(a: &Tensor, transposed: bool, x: &Tensor) -> Result<Tensor> {
+pub(crate) fn product(a: &Tensor, transposed: bool, x: &Tensor) -> Result<Tensor> {
     if transposed {
         let xt = x.t()?.contiguous()?; // [k, m]
         Ok(xt.matmul(a)?.t()?.contiguous()?) // [k, n] -> [n, k]
@@ -194,12 +345,39 @@ fn top_right_of_tall(op: &'static str, c: &Tensor, rank: usize) -> Result<Tensor
 }
 
 /// Right singular vectors (as columns, by non-increasing singular value) of a small host matrix.
-fn small_svd_v(op: &'static str, x: faer::MatRef<'_, f64>) -> Result<Mat<f64>> {
-    let svd = x.svd().map_err(|e| LinalgError::NoConvergence {
+/// Sequential (`Par::Seq`): at `k ~ 136` waking a thread pool costs more than it saves (measured
+/// on the H200 host, docs/BENCHMARKS.md), and [`rsi_many`] runs several of these in parallel.
+pub(crate) fn small_svd_v(op: &'static str, x: faer::MatRef<'_, f64>) -> Result<Mat<f64>> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::svd::{svd, svd_scratch, ComputeSvdVectors};
+    let (m, n) = x.shape();
+    let par = faer::Par::Seq;
+    let mut s = faer::diag::Diag::<f64>::zeros(m.min(n));
+    let mut u = Mat::<f64>::zeros(m, m);
+    let mut v = Mat::<f64>::zeros(n, n);
+    let full = ComputeSvdVectors::Full;
+    let mut mem = MemBuffer::new(svd_scratch::<f64>(
+        m,
+        n,
+        full,
+        full,
+        par,
+        Default::default(),
+    ));
+    svd(
+        x,
+        s.as_mut(),
+        Some(u.as_mut()),
+        Some(v.as_mut()),
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .map_err(|e| LinalgError::NoConvergence {
         op,
         msg: format!("faer SVD of [k, k]: {e:?}"),
     })?;
-    Ok(svd.V().to_owned())
+    Ok(v)
 }
 
 /// `warm` as f32 on `device`, checked to be `[rows, c]` with `c <= k` and finite.
@@ -225,8 +403,19 @@ fn checked_warm(
     Ok(Some(w.to_device(device)?))
 }
 
+/// `[rows, cols]` entries `0..rows*cols` (row-major) of the counter-based normal stream `key`,
+/// drawn on `device` (CUDA: `kernels::counter_normal`; CPU: [`crate::rng::counter_normal_vec`]).
+pub fn gaussian(key: u64, rows: usize, cols: usize, device: &Device) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(cd) = device {
+        return crate::kernels::counter_normal(key, rows, cols, cd);
+    }
+    let v = crate::rng::counter_normal_vec(key, rows * cols);
+    Ok(Tensor::from_vec(v, (rows, cols), device)?)
+}
+
 /// `Omega: [rows, k]`: the columns of `warm` (already checked) first, then standard normal
-/// columns drawn row-major.
+/// columns (one key from `rng`, [`gaussian`]).
 fn test_matrix(
     op: &'static str,
     rows: usize,
@@ -238,7 +427,7 @@ fn test_matrix(
     let n_warm = warm.map_or(0, |w| w.dims()[1]);
     let n_gauss = k - n_warm;
     let gauss = (n_gauss > 0)
-        .then(|| Tensor::from_vec(rng.normal_vec(rows * n_gauss), (rows, n_gauss), device))
+        .then(|| gaussian(rng.next_key(), rows, n_gauss, device))
         .transpose()?;
     match (warm, gauss) {
         (Some(w), Some(g)) => Ok(Tensor::cat(&[w, &g], 1)?),

@@ -125,8 +125,79 @@ impl AdamW {
     }
 }
 
+#[cfg(feature = "cuda")]
+impl AdamW {
+    /// The fused CUDA step (`crosslore_linalg::kernels::adamw`: one pass over `W`, `G`, `M`, `V`,
+    /// 22 bytes per bf16 element, plus a 2-byte finiteness pass over `G`), for a contiguous f32 or
+    /// bf16 weight on CUDA with a gradient of the same dtype. `None`: not applicable, the caller
+    /// runs the candle-op path (same formula; CPU twin checked by `crosslore-bench gpu-check`).
+    fn step_fused(&mut self, name: &str, var: &Var, grad: &Tensor) -> Result<Option<StepInfo>> {
+        use crosslore_linalg::kernels;
+        let w = var.as_tensor();
+        if !w.device().is_cuda()
+            || !w.is_contiguous()
+            || grad.dtype() != w.dtype()
+            || !matches!(w.dtype(), DType::F32 | DType::BF16)
+        {
+            return Ok(None);
+        }
+        if grad.dims() != var.dims() {
+            return Err(OptimError::Shape {
+                param: name.to_string(),
+                expected: format!("gradient of shape {:?}", var.dims()),
+                got: format!("{:?}", grad.dims()),
+            });
+        }
+        let g = grad.detach().contiguous()?;
+        if kernels::any_nonfinite(&g)? {
+            return Err(OptimError::NonFinite {
+                param: name.to_string(),
+            });
+        }
+        let (step, m, v) = match self.states.get(name) {
+            Some(s) => (s.step, s.exp_avg.clone(), s.exp_avg_sq.clone()),
+            None => {
+                let z = || Tensor::zeros(g.dims(), DType::F32, g.device());
+                (0, z()?, z()?)
+            }
+        };
+        if m.dims() != g.dims() || m.dtype() != DType::F32 || !m.is_contiguous() {
+            return Ok(None);
+        }
+        let c = &self.cfg;
+        let t = step + 1;
+        let bc1 = 1.0 - c.beta1.powi(t as i32);
+        let bc2 = 1.0 - c.beta2.powi(t as i32);
+        let s = kernels::AdamWScalars {
+            decay: (1.0 - c.lr * c.weight_decay) as f32,
+            beta1: c.beta1 as f32,
+            beta2: c.beta2 as f32,
+            step: (c.lr / bc1) as f32,
+            inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
+            eps: c.eps as f32,
+        };
+        kernels::adamw(w, &g, &m, &v, &s)?;
+        self.states.insert(
+            name.to_string(),
+            AdamWState {
+                step: t,
+                exp_avg: m,
+                exp_avg_sq: v,
+            },
+        );
+        Ok(Some(StepInfo {
+            step: t,
+            ..Default::default()
+        }))
+    }
+}
+
 impl ParamOptimizer for AdamW {
     fn step_param(&mut self, name: &str, var: &Var, grad: &Tensor) -> Result<StepInfo> {
+        #[cfg(feature = "cuda")]
+        if let Some(info) = self.step_fused(name, var, grad)? {
+            return Ok(info);
+        }
         let g = check_grad(name, var, grad)?;
         let c = &self.cfg;
         let (step, m, v) = match self.states.get(name) {

@@ -27,14 +27,14 @@ use crosslore_linalg::{Rng, Side};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use crate::check_grad_raw;
 use crate::cross_head::{cross_head_projector, infer_layout_with, CrossHeadTarget, HeadLayout};
 use crate::error::{OptimError, Result};
-use crate::galore::{decay_after, GaLoreConfig, LowRankMeta, LowRankState};
+use crate::galore::{GaLoreConfig, LowRankMeta, LowRankState};
 use crate::groups::ParamGroups;
 use crate::projector::{ProjSide, Projector};
 use crate::residual::{AdamHyper, LowRank, ResidualConfig, ResidualState, SparseResidual};
 use crate::state::{self, OptimizerKind, SavedMeta};
-use crate::{check_grad, commit_weight};
 use crate::{ParamOptimizer, RefreshHook, StateBytes, StepInfo};
 
 /// Default regex of the parameters that get the sparse residual: attention query and key.
@@ -343,13 +343,13 @@ impl CrossLoreAdamW {
 
 impl ParamOptimizer for CrossLoreAdamW {
     fn step_param(&mut self, name: &str, var: &Var, grad: &Tensor) -> Result<StepInfo> {
-        let g = check_grad(name, var, grad)?;
+        let g = check_grad_raw(name, var, grad)?;
         let mut st = match self.states.get(name) {
             Some(s) => s.clone(),
             None => self.new_state(name, var.dims())?,
         };
         let new_proj = if st.low.needs_refresh() {
-            let mut p = self.refresh(&mut st, &g)?;
+            let mut p = self.refresh(&mut st, &g.to_dtype(DType::F32)?)?;
             if let Some(hook) = self.hook.as_mut() {
                 hook(name, st.low.step, &mut p)?;
                 let (m, n) = g.dims2()?;
@@ -360,11 +360,10 @@ impl ParamOptimizer for CrossLoreAdamW {
             None
         };
         let gc = &self.cfg.galore;
-        let w = var.as_tensor().to_dtype(DType::F32)?;
         let adv = st
             .low
-            .advance(name, &w, &g, new_proj, &gc.hyper(), gc.reproject_moments)?;
-        let mut residual_applied = false;
+            .advance(name, &g, new_proj, &gc.hyper(), gc.reproject_moments)?;
+        let mut residual_delta = None;
         if let (Some(res), Some(p), Some(s)) = (
             st.residual.as_mut(),
             &adv.state.projector,
@@ -402,24 +401,27 @@ impl ParamOptimizer for CrossLoreAdamW {
                 t: adv.state.step,
             };
             if let Some(delta) = res.step(&g, &lr, &h, adv.refreshed)? {
-                // W[L] -= lr * scale * delta (in place on the new, not yet committed weight)
-                res.apply(&adv.w, &delta, gc.lr * s.scale)?;
-                residual_applied = true;
+                // W[L] -= lr * scale * delta, applied by the commit before the weight decay
+                residual_delta = Some((delta, gc.lr * s.scale));
             }
         }
-        let w = decay_after(adv.w, gc.lr, adv.state.weight_decay)?;
+        let residual_applied = residual_delta.is_some();
         let info = StepInfo {
             step: adv.state.step,
             projected: adv.state.projection.is_some(),
             refreshed: adv.refreshed,
             refresh_residual: match (&adv.state.projector, adv.refreshed) {
-                (Some(p), true) => Some(p.residual(&g)?),
+                (Some(p), true) => Some(p.residual(&g.to_dtype(DType::F32)?)?),
                 _ => None,
             },
             residual_applied,
         };
         // commit last: every fallible computation is done
-        commit_weight(var, &w)?;
+        let residual = match (st.residual.as_ref(), &residual_delta) {
+            (Some(res), Some((delta, coef))) => Some((res, delta, *coef)),
+            _ => None,
+        };
+        adv.commit(var, gc.lr, residual)?;
         st.low = adv.state;
         self.shapes.insert(name.to_string(), var.dims().to_vec());
         self.states.insert(name.to_string(), st);

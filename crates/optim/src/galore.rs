@@ -22,8 +22,9 @@ use crate::adamw::validate_hyper;
 use crate::error::{OptimError, Result};
 use crate::groups::{default_rules, GroupRule, ParamGroups, ProjSettings, Resolved};
 use crate::projector::{ProjSide, Projector};
+use crate::residual::ResidualState;
 use crate::state::{self, OptimizerKind, SavedMeta};
-use crate::{check_grad, commit_weight, tensor_bytes};
+use crate::{check_grad_raw, commit_weight, tensor_bytes};
 use crate::{ParamOptimizer, RefreshHook, StateBytes, StepInfo};
 
 /// Configuration of [`GaLoreAdamW`]; defaults are galore-torch's / transformers' (lr 1e-3,
@@ -106,8 +107,44 @@ pub(crate) struct Advanced {
     pub refreshed: bool,
     /// `R` (the gradient itself when unprojected).
     pub r: Tensor,
-    /// `W - step_size * scale * project_back(N)`, f32, before weight decay.
-    pub w: Tensor,
+    /// The normalized low-rank direction `N = M' / (sqrt(V') + eps)` (projected shape).
+    pub n: Tensor,
+    /// `lr * sqrt(1 - b2^t) / (1 - b1^t)`.
+    pub step_size: f64,
+}
+
+impl Advanced {
+    /// `step_size * scale * project_back(N)` (dense f32), or `step_size * N` when unprojected.
+    pub fn dense_update(&self) -> Result<Tensor> {
+        let upd = match (&self.state.projector, &self.state.projection) {
+            (Some(p), Some(s)) => p.project_back(&self.n)?.affine(s.scale, 0.0)?,
+            _ => self.n.clone(),
+        };
+        Ok(upd.affine(self.step_size, 0.0)?)
+    }
+
+    /// Writes the step into `var`: `W <- decay(W - dense_update)`, with the sparse residual
+    /// `W[L] -= coef * delta` applied before the weight decay when given (`lr`: for the decay
+    /// `1 - lr * weight_decay`). On CUDA a fused path (`crate::fused`) avoids the dense f32
+    /// temporaries. Call last: every fallible computation of the step must be done.
+    pub fn commit(
+        &self,
+        var: &Var,
+        lr: f64,
+        residual: Option<(&ResidualState, &Tensor, f64)>,
+    ) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if crate::fused::commit_lowrank(var, self, lr, residual)? {
+            return Ok(());
+        }
+        let w = var.as_tensor().to_dtype(DType::F32)?;
+        let w = (w - self.dense_update()?)?;
+        if let Some((res, delta, coef)) = residual {
+            res.apply(&w, delta, coef)?;
+        }
+        let w = decay_after(w, lr, self.state.weight_decay)?;
+        commit_weight(var, &w)
+    }
 }
 
 /// The JSON part of a [`LowRankState`].
@@ -145,12 +182,12 @@ impl LowRankState {
         }
     }
 
-    /// One step of the low-rank Adam (module docs) given the f32 weight `w`, gradient `g` and,
-    /// when [`Self::needs_refresh`], the new projector. Pure: `self` is not modified.
+    /// One step of the low-rank Adam (module docs) given the gradient `g` and, when
+    /// [`Self::needs_refresh`], the new projector. Pure: `self` is not modified; the weight
+    /// update is applied by [`Advanced::commit`].
     pub fn advance(
         &self,
         name: &str,
-        w: &Tensor,
         g: &Tensor,
         new_proj: Option<Projector>,
         h: &Hyper,
@@ -170,7 +207,7 @@ impl LowRankState {
         }
         let r = match &st.projector {
             Some(p) => p.project(g)?,
-            None => g.clone(),
+            None => g.to_dtype(DType::F32)?,
         };
         let (m, v) = match (&st.exp_avg, &st.exp_avg_sq) {
             (Some(m), Some(v)) => (m.clone(), v.clone()),
@@ -190,18 +227,14 @@ impl LowRankState {
         let denom = v.sqrt()?.affine(1.0, h.eps)?;
         let step_size = h.lr * (1.0 - h.beta2.powi(t)).sqrt() / (1.0 - h.beta1.powi(t));
         let n = m.div(&denom)?;
-        let upd = match (&st.projector, &st.projection) {
-            (Some(p), Some(s)) => p.project_back(&n)?.affine(s.scale, 0.0)?,
-            _ => n,
-        };
-        let w = (w - upd.affine(step_size, 0.0)?)?;
         st.exp_avg = Some(m);
         st.exp_avg_sq = Some(v);
         Ok(Advanced {
             state: st,
             refreshed,
             r,
-            w,
+            n,
+            step_size,
         })
     }
 
@@ -366,7 +399,7 @@ impl GaLoreAdamW {
 
 impl ParamOptimizer for GaLoreAdamW {
     fn step_param(&mut self, name: &str, var: &Var, grad: &Tensor) -> Result<StepInfo> {
-        let g = check_grad(name, var, grad)?;
+        let g = check_grad_raw(name, var, grad)?;
         let st = match self.states.get(name) {
             Some(s) => s.clone(),
             None => LowRankState::new(
@@ -377,7 +410,8 @@ impl ParamOptimizer for GaLoreAdamW {
         let new_proj = match (&st.projection, st.needs_refresh()) {
             (Some(s), true) => {
                 let (m, n) = g.dims2()?;
-                let mut p = Projector::exact(&g, s.rank, s.proj_type.side_for(m, n))?;
+                let g32 = g.to_dtype(DType::F32)?;
+                let mut p = Projector::exact(&g32, s.rank, s.proj_type.side_for(m, n))?;
                 if let Some(hook) = self.hook.as_mut() {
                     hook(name, st.step, &mut p)?;
                     p.check_fits(name, m, n)?;
@@ -386,28 +420,25 @@ impl ParamOptimizer for GaLoreAdamW {
             }
             _ => None,
         };
-        let w = var.as_tensor().to_dtype(DType::F32)?;
         let adv = st.advance(
             name,
-            &w,
             &g,
             new_proj,
             &self.cfg.hyper(),
             self.cfg.reproject_moments,
         )?;
-        let w = decay_after(adv.w, self.cfg.lr, adv.state.weight_decay)?;
         let info = StepInfo {
             step: adv.state.step,
             projected: adv.state.projection.is_some(),
             refreshed: adv.refreshed,
             refresh_residual: match (&adv.state.projector, adv.refreshed) {
-                (Some(p), true) => Some(p.residual(&g)?),
+                (Some(p), true) => Some(p.residual(&g.to_dtype(DType::F32)?)?),
                 _ => None,
             },
             residual_applied: false,
         };
         // commit last: every fallible computation is done
-        commit_weight(var, &w)?;
+        adv.commit(var, self.cfg.lr, None)?;
         self.shapes.insert(name.to_string(), var.dims().to_vec());
         self.states.insert(name.to_string(), adv.state);
         Ok(info)

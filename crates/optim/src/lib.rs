@@ -15,6 +15,8 @@ pub mod adamw;
 pub mod cross_head;
 pub mod crosslore;
 pub mod error;
+#[cfg(feature = "cuda")]
+mod fused;
 pub mod galore;
 pub mod groups;
 pub mod projector;
@@ -118,6 +120,18 @@ pub(crate) fn check_grad(name: &str, var: &Var, grad: &Tensor) -> Result<Tensor>
     }
     // Detach: a gradient from candle's backward still carries the forward graph; moments built
     // from it would chain every step's graph and leak (~10x the weights per step).
+    #[cfg(feature = "cuda")]
+    {
+        let g = grad.detach();
+        if let Some(bad) = crate::fused::any_nonfinite(&g)? {
+            if bad {
+                return Err(OptimError::NonFinite {
+                    param: name.to_string(),
+                });
+            }
+            return Ok(g.to_dtype(DType::F32)?);
+        }
+    }
     let g = grad.detach().to_dtype(DType::F32)?;
     let z = g.sub(&g)?; // 0 where finite, NaN where NaN or +-Inf
     let z = if z.rank() >= 2 { z.sum_keepdim(0)? } else { z };
@@ -128,6 +142,26 @@ pub(crate) fn check_grad(name: &str, var: &Var, grad: &Tensor) -> Result<Tensor>
         });
     }
     Ok(g)
+}
+
+/// [`check_grad`] without the f32 conversion on CUDA: a contiguous f32/bf16 gradient on a CUDA
+/// device is checked by one kernel pass and returned detached in its own dtype (the low-rank
+/// methods project it in that dtype, `Projector::project`); everywhere else the f32 gradient of
+/// [`check_grad`].
+pub(crate) fn check_grad_raw(name: &str, var: &Var, grad: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if grad.dims() == var.dims() {
+        let g = grad.detach().contiguous()?;
+        if let Some(bad) = crate::fused::any_nonfinite(&g)? {
+            if bad {
+                return Err(OptimError::NonFinite {
+                    param: name.to_string(),
+                });
+            }
+            return Ok(g);
+        }
+    }
+    check_grad(name, var, grad)
 }
 
 /// Writes `w` (f32) into `var` in the var's dtype.

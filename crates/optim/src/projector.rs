@@ -165,26 +165,35 @@ impl Projector {
         Ok(())
     }
 
-    /// `R = project(G)` (f32): `G P`, `P^T G` or `P_l^T G P_r`.
+    /// `R = project(G)` (f32): `G P`, `P^T G` or `P_l^T G P_r`. The products run in `G`'s dtype
+    /// (f32 on the CPU path; a bf16 gradient on CUDA is multiplied in bf16 with f32 accumulation,
+    /// as galore-torch does, without a dense f32 copy of `G`), the result is f32.
     pub fn project(&self, g: &Tensor) -> Result<Tensor> {
+        let dt = g.dtype();
         let mut x = g.clone();
         if let Some(l) = &self.left {
-            x = l.t()?.matmul(&x)?; // [r, n]
+            x = l.to_dtype(dt)?.t()?.matmul(&x)?; // [r, n]
         }
         if let Some(r) = &self.right {
-            x = x.matmul(r)?; // [m or r, r]
+            x = x.matmul(&r.to_dtype(dt)?)?; // [m or r, r]
         }
-        Ok(x)
+        Ok(x.to_dtype(DType::F32)?)
     }
 
     /// `project_back(X)` (unscaled): `X P^T`, `P X` or `P_l X P_r^T`; `[m, n]`.
     pub fn project_back(&self, x: &Tensor) -> Result<Tensor> {
-        let mut y = x.clone();
+        self.project_back_in(x, x.dtype())
+    }
+
+    /// [`Self::project_back`] with the factors and `X` in `dtype` (the CUDA commit of a bf16
+    /// weight forms the dense update in bf16, as galore-torch).
+    pub fn project_back_in(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
+        let mut y = x.to_dtype(dtype)?;
         if let Some(l) = &self.left {
-            y = l.matmul(&y)?; // [m, *]
+            y = l.to_dtype(dtype)?.matmul(&y)?; // [m, *]
         }
         if let Some(r) = &self.right {
-            y = y.matmul(&r.t()?)?; // [*, n]
+            y = y.matmul(&r.to_dtype(dtype)?.t()?)?; // [*, n]
         }
         Ok(y)
     }

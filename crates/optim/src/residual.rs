@@ -92,7 +92,8 @@ impl Default for ResidualConfig {
             ratio: 0.012,
             warmup_steps: None,
             refresh_index_on_projection: false,
-            mode: ResidualMode::Paper,
+            // The enum's default (TrackedMoments): the paper's form diverges (see ResidualMode).
+            mode: ResidualMode::default(),
         }
     }
 }
@@ -184,6 +185,15 @@ pub fn sampled_product(a: &Tensor, b: &Tensor, idx: &Tensor) -> Result<Tensor> {
     }
     let a = a.to_dtype(DType::F32)?.contiguous()?;
     let b = b.to_dtype(DType::F32)?.contiguous()?;
+    #[cfg(feature = "cuda")]
+    if dev.is_cuda() {
+        // Fused: one warp per index, no [chunk, k] gathers.
+        return Ok(crosslore_linalg::kernels::sampled_product(
+            &a,
+            &b,
+            &idx.contiguous()?,
+        )?);
+    }
     let n_t = Tensor::new(n as u32, dev)?;
     let chunk = (SAMPLED_CHUNK_ELEMS / k).max(1);
     let mut parts = Vec::with_capacity(len.div_ceil(chunk));
@@ -426,6 +436,12 @@ impl SparseResidual {
         if self.is_empty() {
             return Ok(());
         }
+        #[cfg(feature = "cuda")]
+        if w.device().is_cuda() && matches!(w.dtype(), DType::F32 | DType::BF16) {
+            let delta = delta.to_dtype(DType::F32)?.contiguous()?;
+            crosslore_linalg::kernels::scatter_sub(w, &self.index, &delta, coef as f32)?;
+            return Ok(());
+        }
         // [|L|]; a contiguous reshape shares `w`'s storage, so the scatter writes into `w` itself.
         let src = delta.affine(-coef, 0.0)?.to_dtype(w.dtype())?;
         w.flatten_all()?.scatter_add_set(&self.index, &src, 0)?;
@@ -465,24 +481,44 @@ impl SparseResidual {
         if self.is_empty() {
             return Ok(Tensor::zeros(0, DType::F32, self.index.device())?);
         }
+        let (b1, b2) = (h.beta1, h.beta2);
+        // GaLore's normalized low-rank direction N = M' / (sqrt(V') + eps), thin.
+        let n_low =
+            lr.m.to_dtype(DType::F32)?
+                .div(&lr.v.to_dtype(DType::F32)?.sqrt()?.affine(1.0, h.eps)?)?;
+        let t = h.t.min(i32::MAX as u64) as i32;
+        let step = (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t));
+        #[cfg(feature = "cuda")]
+        if g.device().is_cuda() {
+            // Fused kernel: G read at L only, dM/dV updated in place, sampled product per warp.
+            let (a, b) = back_factors(lr.side, lr.p, &n_low)?;
+            let s = crosslore_linalg::kernels::ResidualScalars {
+                beta1: b1 as f32,
+                beta2: b2 as f32,
+                eps: h.eps as f32,
+                step: step as f32,
+            };
+            return Ok(crosslore_linalg::kernels::residual_tracked(
+                &g.contiguous()?,
+                &self.index,
+                &self.dm,
+                &self.dv,
+                &a.to_dtype(DType::F32)?.contiguous()?,
+                &b.to_dtype(DType::F32)?.contiguous()?,
+                &s,
+            )?);
+        }
         let g_l = g
             .to_dtype(DType::F32)?
             .flatten_all()?
             .index_select(&self.index, 0)?; // [|L|]
-        let (b1, b2) = (h.beta1, h.beta2);
         let m = self.dm.affine(b1, 0.0)?.add(&g_l.affine(1.0 - b1, 0.0)?)?;
         let v = self
             .dv
             .affine(b2, 0.0)?
             .add(&g_l.sqr()?.affine(1.0 - b2, 0.0)?)?;
-        // GaLore's normalized low-rank direction N = M' / (sqrt(V') + eps), thin.
-        let n_low =
-            lr.m.to_dtype(DType::F32)?
-                .div(&lr.v.to_dtype(DType::F32)?.sqrt()?.affine(1.0, h.eps)?)?;
         let low_l = sampled_back(lr.side, lr.p, &n_low, &self.index)?; // [|L|]
         let full_l = m.div(&v.sqrt()?.affine(1.0, h.eps)?)?; // [|L|]
-        let t = h.t.min(i32::MAX as u64) as i32;
-        let step = (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t));
         let delta = full_l.sub(&low_l)?.affine(step, 0.0)?;
         self.dm = m;
         self.dv = v;
@@ -713,5 +749,23 @@ impl ResidualState {
     /// Exact state bytes (0 during warm-up).
     pub fn state_bytes(&self) -> usize {
         self.sparse.as_ref().map_or(0, |s| s.state_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_default_mode_is_tracked_moments() {
+        // The paper's form diverges (ResidualMode::Paper docs); the config default must follow
+        // the enum's default (it used to hard-code Paper).
+        assert_eq!(ResidualConfig::default().mode, ResidualMode::TrackedMoments);
+        let c: ResidualConfig = serde_json::from_str(
+            r#"{"ratio": 0.01, "warmup_steps": null,
+            "refresh_index_on_projection": false, "mode": "paper"}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(c.mode, ResidualMode::Paper);
     }
 }

@@ -1,0 +1,364 @@
+//! Fused CUDA kernels (feature `cuda`): the PTX of `kernels/crosslore.cu` (built by `build.rs`
+//! with nvcc), loaded once per device through candle's custom-module cache, and typed launchers.
+//! Each launcher has a CPU twin elsewhere in the workspace (named in its doc) and a CUDA-vs-CPU
+//! check in `crosslore-bench gpu-check`.
+//!
+//! Tensors are passed as raw device pointers of their contiguous storage (offset applied); the
+//! launchers check device, dtype, contiguity and lengths first. Kernels that update tensors in
+//! place (`adamw`, `residual_tracked`, `scatter_sub`) write through those pointers: the caller
+//! owns the state tensors, and candle `Var`s are updated in place by design (as `Var::set`).
+//! Everything runs on the device's candle stream, so ordering with candle ops is preserved.
+use candle_core::backend::BackendDevice;
+use candle_core::{CudaDevice, CudaStorage, DType, Device, Storage, Tensor};
+use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
+
+use crate::{LinalgError, Result};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/crosslore.ptx"));
+const MODULE: &str = "crosslore_kernels";
+
+fn err(what: &str, e: impl std::fmt::Debug) -> LinalgError {
+    LinalgError::Candle(candle_core::Error::Msg(format!(
+        "CUDA kernel {what}: {e:?}"
+    )))
+}
+
+fn bad(op: &'static str, msg: String) -> LinalgError {
+    LinalgError::InvalidArgument { op, msg }
+}
+
+fn cuda_dev<'a>(op: &'static str, t: &'a Tensor) -> Result<&'a CudaDevice> {
+    match t.device() {
+        Device::Cuda(cd) => Ok(cd),
+        _ => Err(bad(op, "tensor is not on a CUDA device".into())),
+    }
+}
+
+/// Raw device pointer of the contiguous storage of `t` (f32, bf16 or u32), offset applied.
+/// Valid while `t` lives.
+fn ptr(op: &'static str, t: &Tensor, cd: &CudaDevice) -> Result<u64> {
+    if !matches!(t.device(), Device::Cuda(d) if d.same_device(cd)) {
+        return Err(bad(op, "tensors are on different devices".into()));
+    }
+    let (st, layout) = t.storage_and_layout();
+    if !layout.is_contiguous() {
+        return Err(bad(op, format!("tensor {:?} is not contiguous", t.dims())));
+    }
+    let off = layout.start_offset() as u64;
+    let Storage::Cuda(cs) = &*st else {
+        return Err(bad(op, "tensor is not on a CUDA device".into()));
+    };
+    let stream = cd.cuda_stream();
+    let p = match t.dtype() {
+        DType::F32 => cs.as_cuda_slice::<f32>()?.device_ptr(&stream).0 + 4 * off,
+        DType::BF16 => cs.as_cuda_slice::<half::bf16>()?.device_ptr(&stream).0 + 2 * off,
+        DType::U32 => cs.as_cuda_slice::<u32>()?.device_ptr(&stream).0 + 4 * off,
+        d => return Err(bad(op, format!("unsupported dtype {d:?}"))),
+    };
+    Ok(p)
+}
+
+fn grid(threads: u64) -> LaunchConfig {
+    const BLOCK: u64 = 256;
+    // Grid-stride kernels: enough blocks to fill an H200 (132 SMs) several times over.
+    let blocks = threads.div_ceil(BLOCK).clamp(1, 132 * 32) as u32;
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (BLOCK as u32, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// A kernel name with the dtype suffix of `t` (`_f32` or `_bf16`).
+fn typed(op: &'static str, base: &str, t: &Tensor) -> Result<String> {
+    match t.dtype() {
+        DType::F32 => Ok(format!("{base}_f32")),
+        DType::BF16 => Ok(format!("{base}_bf16")),
+        d => Err(bad(op, format!("expected f32 or bf16, got {d:?}"))),
+    }
+}
+
+macro_rules! launch {
+    ($cd:expr, $name:expr, $cfg:expr, $($arg:expr),+ $(,)?) => {{
+        let f = $cd.get_or_load_custom_func(&$name, MODULE, PTX)?;
+        let mut b = f.builder();
+        $( b.arg(&$arg); )+
+        // SAFETY: argument types and order follow the kernel's signature in crosslore.cu; every
+        // pointer addresses a live, contiguous buffer of the length passed (checked by callers).
+        unsafe { b.launch($cfg) }.map_err(|e| err(&$name, e))?;
+    }};
+}
+
+fn wrap(slice: CudaSlice<f32>, cd: &CudaDevice, dims: &[usize]) -> Result<Tensor> {
+    let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, cd.clone()));
+    Ok(Tensor::from_storage(
+        storage,
+        dims,
+        candle_core::op::BackpropOp::none(),
+        false,
+    ))
+}
+
+fn alloc(cd: &CudaDevice, n: usize) -> Result<CudaSlice<f32>> {
+    // SAFETY: every element is written by the kernel that fills it before it is read.
+    unsafe { cd.cuda_stream().alloc::<f32>(n.max(1)) }.map_err(|e| err("alloc", e))
+}
+
+/// `[rows, cols]` f32 tensor holding entries `0..rows*cols` (row-major) of the counter-based
+/// normal stream `key`: the device twin of [`crate::rng::counter_normal_vec`] (within 1 f32 ulp).
+pub fn counter_normal(key: u64, rows: usize, cols: usize, cd: &CudaDevice) -> Result<Tensor> {
+    let n = rows * cols;
+    let mut out = alloc(cd, n)?;
+    let (n64, name) = (n as u64, "counter_normal_f32".to_string());
+    {
+        let f = cd.get_or_load_custom_func(&name, MODULE, PTX)?;
+        let mut b = f.builder();
+        b.arg(&mut out);
+        b.arg(&key);
+        b.arg(&n64);
+        // SAFETY: out has n elements; (float*, u64, u64) as in crosslore.cu.
+        unsafe { b.launch(grid(n64)) }.map_err(|e| err(&name, e))?;
+    }
+    wrap(out, cd, &[rows, cols])
+}
+
+/// True when `t` (f32 or bf16, contiguous, on CUDA) holds a NaN or an infinity. One flag
+/// reduction plus a 4-byte copy to the host (a synchronisation).
+pub fn any_nonfinite(t: &Tensor) -> Result<bool> {
+    let op = "any_nonfinite";
+    let cd = cuda_dev(op, t)?;
+    let name = typed(op, "nonfinite", t)?;
+    let stream = cd.cuda_stream();
+    let mut flag = stream.alloc_zeros::<i32>(1).map_err(|e| err("alloc", e))?;
+    let (p, n) = (ptr(op, t, cd)?, t.elem_count() as u64);
+    {
+        let f = cd.get_or_load_custom_func(&name, MODULE, PTX)?;
+        let mut b = f.builder();
+        b.arg(&p);
+        b.arg(&n);
+        b.arg(&mut flag);
+        // SAFETY: p addresses n elements of t's dtype; flag is one i32.
+        unsafe { b.launch(grid(n)) }.map_err(|e| err(&name, e))?;
+    }
+    let h = stream.clone_dtoh(&flag).map_err(|e| err("flag copy", e))?;
+    Ok(h.first().copied().unwrap_or(0) != 0)
+}
+
+/// Scalars of one fused AdamW step (torch's single-tensor formula; see `crosslore_optim::adamw`).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWScalars {
+    /// `1 - lr * weight_decay`.
+    pub decay: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    /// `lr / (1 - beta1^t)`.
+    pub step: f32,
+    /// `1 / sqrt(1 - beta2^t)`.
+    pub inv_sqrt_bc2: f32,
+    pub eps: f32,
+}
+
+/// In place: `m`, `v` (f32) and `w` (f32 or bf16, same dtype as `g`) advance by one AdamW step
+/// with gradient `g`. All contiguous, same element count, on one CUDA device. Device twin of the
+/// candle-op path of `crosslore_optim::adamw::AdamW::step_param`.
+pub fn adamw(w: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, s: &AdamWScalars) -> Result<()> {
+    let op = "adamw";
+    let cd = cuda_dev(op, w)?;
+    let n = w.elem_count();
+    if g.dtype() != w.dtype() || m.dtype() != DType::F32 || v.dtype() != DType::F32 {
+        return Err(bad(op, "expected w, g of one dtype and f32 moments".into()));
+    }
+    if [g, m, v].iter().any(|t| t.elem_count() != n) {
+        return Err(bad(op, "w, g, m, v differ in size".into()));
+    }
+    let name = typed(op, "adamw", w)?;
+    let (pw, pg, pm, pv) = (
+        ptr(op, w, cd)?,
+        ptr(op, g, cd)?,
+        ptr(op, m, cd)?,
+        ptr(op, v, cd)?,
+    );
+    let n64 = n as u64;
+    let (omb1, omb2) = (1.0 - s.beta1, 1.0 - s.beta2);
+    launch!(
+        cd,
+        name,
+        grid(n64),
+        pw,
+        pg,
+        pm,
+        pv,
+        n64,
+        s.decay,
+        omb1,
+        s.beta2,
+        omb2,
+        s.step,
+        s.inv_sqrt_bc2,
+        s.eps
+    );
+    Ok(())
+}
+
+/// `(i, j, r, n)` checks of a sampled product of `a: [m, r]`, `b: [n, r]` (f32) at u32 `idx`.
+fn check_sampled(op: &'static str, a: &Tensor, b: &Tensor, idx: &Tensor) -> Result<(u32, u32)> {
+    let (m, r) = a.dims2()?;
+    let (n, rb) = b.dims2()?;
+    if r != rb || a.dtype() != DType::F32 || b.dtype() != DType::F32 || idx.dtype() != DType::U32 {
+        return Err(bad(
+            op,
+            "expected f32 a: [m, r], b: [n, r] and u32 indices".into(),
+        ));
+    }
+    if m.checked_mul(n).is_none_or(|mn| mn > u32::MAX as usize + 1) {
+        return Err(bad(op, format!("[{m}, {n}] exceeds u32 flat indices")));
+    }
+    Ok((n as u32, r as u32))
+}
+
+/// `out[l] = (a b^T)[idx[l]]` for flat indices `i * n + j` (`a: [m, r]`, `b: [n, r]`, f32,
+/// contiguous; indices must be `< m * n`, as `crosslore_optim::residual` keeps them). One warp per
+/// index. Device twin of `crosslore_optim::residual::sampled_product`.
+pub fn sampled_product(a: &Tensor, b: &Tensor, idx: &Tensor) -> Result<Tensor> {
+    let op = "sampled_product";
+    let cd = cuda_dev(op, a)?;
+    let (n, r) = check_sampled(op, a, b, idx)?;
+    let len = idx.dims1()?;
+    let out = alloc(cd, len)?;
+    let out = wrap(out, cd, &[len])?;
+    if len == 0 {
+        return Ok(out);
+    }
+    let (pa, pb, pi, po) = (
+        ptr(op, a, cd)?,
+        ptr(op, b, cd)?,
+        ptr(op, idx, cd)?,
+        ptr(op, &out, cd)?,
+    );
+    let len64 = len as u64;
+    let name = "sampled_product_f32".to_string();
+    launch!(cd, name, grid(32 * len64), pa, pb, pi, po, len64, n, r);
+    Ok(out)
+}
+
+/// Scalars of the TrackedMoments residual step (`crosslore_optim::residual`).
+#[derive(Debug, Clone, Copy)]
+pub struct ResidualScalars {
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// `sqrt(1 - beta2^t) / (1 - beta1^t)`.
+    pub step: f32,
+}
+
+/// TrackedMoments residual step at the index set `idx` (u32, `[len]`), in place on `dm`, `dv`
+/// (f32 `[len]`); returns `delta: [len]`. `g` (f32 or bf16, contiguous, `m * n` elements) is read
+/// at `idx` only; the low-rank term is the sampled product of `a: [m, r]`, `b: [n, r]`. Device twin
+/// of `crosslore_optim::residual::SparseResidual::update_tracked`.
+pub fn residual_tracked(
+    g: &Tensor,
+    idx: &Tensor,
+    dm: &Tensor,
+    dv: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    s: &ResidualScalars,
+) -> Result<Tensor> {
+    let op = "residual_tracked";
+    let cd = cuda_dev(op, g)?;
+    let (n, r) = check_sampled(op, a, b, idx)?;
+    let len = idx.dims1()?;
+    if dm.dims() != [len]
+        || dv.dims() != [len]
+        || dm.dtype() != DType::F32
+        || dv.dtype() != DType::F32
+    {
+        return Err(bad(op, format!("dm, dv must be f32 [{len}]")));
+    }
+    if g.elem_count() != a.dims()[0] * n as usize {
+        return Err(bad(
+            op,
+            "gradient size differs from the factors' m * n".into(),
+        ));
+    }
+    let delta = wrap(alloc(cd, len)?, cd, &[len])?;
+    if len == 0 {
+        return Ok(delta);
+    }
+    let name = typed(op, "residual_tracked", g)?;
+    let (pg, pi, pdm, pdv, pd) = (
+        ptr(op, g, cd)?,
+        ptr(op, idx, cd)?,
+        ptr(op, dm, cd)?,
+        ptr(op, dv, cd)?,
+        ptr(op, &delta, cd)?,
+    );
+    let (pa, pb) = (ptr(op, a, cd)?, ptr(op, b, cd)?);
+    let len64 = len as u64;
+    let (omb1, omb2) = (1.0 - s.beta1, 1.0 - s.beta2);
+    launch!(
+        cd,
+        name,
+        grid(32 * len64),
+        pg,
+        pi,
+        pdm,
+        pdv,
+        pd,
+        pa,
+        pb,
+        len64,
+        n,
+        r,
+        s.beta1,
+        omb1,
+        s.beta2,
+        omb2,
+        s.eps,
+        s.step
+    );
+    Ok(delta)
+}
+
+/// In place: `w.flat[idx[l]] += cast(-coef * delta[l])` (`w` f32 or bf16, contiguous; `idx`
+/// distinct u32 flat indices `< w.elem_count()`; `delta` f32 `[len]`). Device twin of
+/// `crosslore_optim::residual::SparseResidual::apply` (candle `scatter_add_set`).
+pub fn scatter_sub(w: &Tensor, idx: &Tensor, delta: &Tensor, coef: f32) -> Result<()> {
+    let op = "scatter_sub";
+    let cd = cuda_dev(op, w)?;
+    let len = idx.dims1()?;
+    if idx.dtype() != DType::U32 || delta.dims() != [len] || delta.dtype() != DType::F32 {
+        return Err(bad(
+            op,
+            format!("expected u32 idx and f32 delta of length {len}"),
+        ));
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    let name = typed(op, "scatter_sub", w)?;
+    let (pw, pi, pd) = (ptr(op, w, cd)?, ptr(op, idx, cd)?, ptr(op, delta, cd)?);
+    let len64 = len as u64;
+    launch!(cd, name, grid(len64), pw, pi, pd, len64, coef);
+    Ok(())
+}
+
+/// In place: `w = (w - c * u) * d` (`w`, `u` both f32 or both bf16, same element count,
+/// contiguous; arithmetic in f32).
+/// Device twin of `crosslore_optim`'s low-rank commit (`W - step * scale * project_back(N)`,
+/// then the weight decay `d = 1 - lr * wd`).
+pub fn lowrank_update(w: &Tensor, u: &Tensor, c: f32, d: f32) -> Result<()> {
+    let op = "lowrank_update";
+    let cd = cuda_dev(op, w)?;
+    if u.dtype() != w.dtype() || u.elem_count() != w.elem_count() {
+        return Err(bad(
+            op,
+            format!("u must be {:?} with {} elements", w.dtype(), w.elem_count()),
+        ));
+    }
+    let name = typed(op, "lowrank_update", w)?;
+    let (pw, pu) = (ptr(op, w, cd)?, ptr(op, u, cd)?);
+    let n64 = w.elem_count() as u64;
+    launch!(cd, name, grid(n64), pw, pu, n64, c, d);
+    Ok(())
+}
