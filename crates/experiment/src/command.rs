@@ -63,7 +63,7 @@ pub fn run_experiment(spec: &Path, opts: &CommandOptions) -> Result<PathBuf> {
             print!("{}", rep.markdown());
         }
         Kind::LrSweep => {
-            let rep = crate::sweep::run(&exp, &out, opts.summarize_only)?;
+            let rep = crate::sweep::run(&exp, &out, opts.summarize_only, opts.time_budget_s)?;
             print!("{}", rep.markdown());
         }
     }

@@ -107,11 +107,14 @@ pub fn cells(exp: &Experiment) -> Vec<Cell> {
     out
 }
 
-/// The finished run of a cell folder, if any (a readable `summary.json` with at least one step).
-pub fn finished(dir: &Path) -> Option<RunSummary> {
+/// The finished run of a cell folder, if any: a readable `summary.json` with at least one step,
+/// and a `config.toml` equal to `cfg` (a changed spec re-runs the cell).
+pub fn finished(dir: &Path, cfg: &TrainConfig) -> Option<RunSummary> {
     let text = std::fs::read_to_string(dir.join("summary.json")).ok()?;
     let s: RunSummary = serde_json::from_str(&text).ok()?;
-    (s.steps + s.start_step > 0).then_some(s)
+    let done: TrainConfig =
+        toml::from_str(&std::fs::read_to_string(dir.join("config.toml")).ok()?).ok()?;
+    (s.steps + s.start_step > 0 && done == *cfg).then_some(s)
 }
 
 /// How [`run_grid`] runs.
@@ -132,9 +135,13 @@ pub struct GridOutcome {
     pub pending: Vec<String>,
 }
 
-/// The run folder of a cell under the experiment's output folder.
-pub fn cell_dir(out: &Path, cell: &Cell) -> PathBuf {
-    out.join("runs").join(cell.id())
+/// The run folder of a cell: `<runs_dir>/<cell id>`, `runs_dir` defaulting to `<out>/runs`.
+pub fn cell_dir(exp: &Experiment, out: &Path, cell: &Cell) -> PathBuf {
+    exp.spec
+        .runs_dir
+        .clone()
+        .unwrap_or_else(|| out.join("runs"))
+        .join(cell.id())
 }
 
 /// Runs every unfinished cell (module docs).
@@ -145,9 +152,10 @@ pub fn run_grid(exp: &Experiment, out: &Path, opts: GridOptions<'_>) -> Result<G
     let mut evaluated_before = false;
     let mut longest_cell_s = 0f64;
     for (i, cell) in all.iter().enumerate() {
-        let dir = cell_dir(out, cell);
+        let dir = cell_dir(exp, out, cell);
         let id = cell.id();
-        if finished(&dir).is_some() {
+        let cfg = cell.config(&exp.base, &dir);
+        if finished(&dir, &cfg).is_some() {
             (opts.log)(&format!(
                 "[{}/{}] {id}: finished earlier, skipped",
                 i + 1,
@@ -167,7 +175,6 @@ pub fn run_grid(exp: &Experiment, out: &Path, opts: GridOptions<'_>) -> Result<G
             // an unfinished earlier attempt: start over (metrics.jsonl appends)
             std::fs::remove_dir_all(&dir).map_err(|e| ExperimentError::io(&dir, "remove", e))?;
         }
-        let cfg = cell.config(&exp.base, &dir);
         let mut eval = GenerationEvaluator::new(exp.spec.eval.batch_size);
         eval.before = exp.spec.eval.before && !evaluated_before;
         eval.print_tables = false;

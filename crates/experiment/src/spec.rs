@@ -9,7 +9,9 @@
 //! seeds = [1, 2, 3]
 //! residual_ratios = [0.012]        # crosslore only (fractions: 0.012 = 1.2 %); default: base's
 //! metric = "bleu"                  # primary metric (default: bleu, or accuracy for answer tasks)
+//! learning_rates_from = "runs/experiments/lr-sweep/sweep.json"  # a sweep's chosen rates
 //! keep_checkpoints = false         # delete each run's checkpoints once it finished
+//! runs_dir = "runs/experiments/e2e-runs"  # run folders (default <out>/runs); shared = reused
 //!
 //! [learning_rates]                 # per method; default base.learning_rate
 //! adamw = 2e-5
@@ -162,8 +164,17 @@ pub struct ExperimentSpec {
     pub metric: Option<String>,
     #[serde(default)]
     pub keep_checkpoints: bool,
+    /// Folder of the run folders (default `<out>/runs`). Specs that share it reuse each other's
+    /// finished cells when the cell's configuration is identical (e.g. the residual ablation
+    /// and the main grid at ratio 1.2 %).
+    #[serde(default)]
+    pub runs_dir: Option<std::path::PathBuf>,
     #[serde(default)]
     pub learning_rates: BTreeMap<String, f64>,
+    /// A sweep's `sweep.json`: its chosen learning rates fill in the methods that
+    /// `[learning_rates]` does not name.
+    #[serde(default)]
+    pub learning_rates_from: Option<std::path::PathBuf>,
     #[serde(default)]
     pub eval: EvalSpec,
     #[serde(default)]
@@ -198,6 +209,8 @@ const GRID_KEYS: [(&str, &str); 9] = [
 #[derive(Debug, Clone)]
 pub struct Experiment {
     pub spec: ExperimentSpec,
+    /// The chosen learning rates of `learning_rates_from` (method name -> rate).
+    pub swept: BTreeMap<String, f64>,
     /// `[base]` over the defaults, with the task and evaluation settings applied.
     pub base: TrainConfig,
     /// The file it came from (for messages).
@@ -379,18 +392,31 @@ impl Experiment {
                 "only used with kind = \"projection\"".into(),
             ));
         }
+        let swept = match &spec.learning_rates_from {
+            None => BTreeMap::new(),
+            Some(p) => read_chosen(p).map_err(|msg| {
+                bad(
+                    "learning_rates_from",
+                    format!("{}: {msg} (run the sweep spec first)", p.display()),
+                )
+            })?,
+        };
         Ok(Experiment {
             spec,
+            swept,
             base,
             file: file.into(),
         })
     }
 
-    /// The learning rate of `method`: `[learning_rates]`, else the base config's.
+    /// The learning rate of `method`: `[learning_rates]`, else the sweep's choice
+    /// (`learning_rates_from`), else the base config's.
     pub fn learning_rate(&self, method: Method) -> f64 {
+        let name = method_name(method);
         self.spec
             .learning_rates
-            .get(method_name(method))
+            .get(name)
+            .or_else(|| self.swept.get(name))
             .copied()
             .unwrap_or(self.base.learning_rate)
     }
@@ -404,6 +430,28 @@ impl Experiment {
             .filter_map(|(m, lrs)| parse_method(m).ok().map(|m| (m, lrs.clone())))
             .collect()
     }
+}
+
+/// The `chosen` table of a sweep's `sweep.json`.
+fn read_chosen(path: &Path) -> std::result::Result<BTreeMap<String, f64>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    if v.get("complete").and_then(|c| c.as_bool()) == Some(false) {
+        return Err("the sweep has not finished every run yet".into());
+    }
+    let chosen = v
+        .get("chosen")
+        .and_then(|c| c.as_object())
+        .ok_or("no `chosen` table")?;
+    chosen
+        .iter()
+        .map(|(k, v)| {
+            v.as_f64()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .map(|x| (k.clone(), x))
+                .ok_or_else(|| format!("chosen.{k}: expected a positive number"))
+        })
+        .collect()
 }
 
 /// A method from its config name; the error lists the names.

@@ -182,8 +182,8 @@ pub fn summarize(exp: &Experiment, out: &Path) -> Result<ExperimentSummary> {
     let mut results = Vec::new();
     let mut missing = Vec::new();
     for cell in cells(exp) {
-        let dir = cell_dir(out, &cell);
-        match finished(&dir) {
+        let dir = cell_dir(exp, out, &cell);
+        match finished(&dir, &cell.config(&exp.base, &dir)) {
             Some(run) => results.push(cell_result(&cell, &dir, &run)?),
             None => missing.push(cell.id()),
         }

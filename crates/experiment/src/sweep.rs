@@ -51,6 +51,8 @@ pub struct SweepReport {
     pub points: Vec<SweepPoint>,
     /// Method name -> chosen learning rate.
     pub chosen: BTreeMap<String, f64>,
+    /// Whether every (method, learning rate) run finished (grids read `chosen` only then).
+    pub complete: bool,
 }
 
 /// Splits the lines of `text` (JSONL) into (train, validation) by a seeded permutation;
@@ -141,9 +143,17 @@ impl Evaluator for ValidationEvaluator<'_> {
     }
 }
 
-/// Runs the sweep (module docs); `summarize_only` reads the finished runs only. Writes
+/// Runs the sweep (module docs); `summarize_only` reads the finished runs only; with
+/// `time_budget_s`, runs not started in time are left for the next call. Writes
 /// `sweep.json`, `sweep.md` and `plots/sweep.png` into `out`.
-pub fn run(exp: &Experiment, out: &Path, summarize_only: bool) -> Result<SweepReport> {
+pub fn run(
+    exp: &Experiment,
+    out: &Path,
+    summarize_only: bool,
+    time_budget_s: Option<f64>,
+) -> Result<SweepReport> {
+    let t0 = std::time::Instant::now();
+    let (mut ran, mut longest) = (0usize, 0f64);
     let spec = exp
         .spec
         .sweep
@@ -205,15 +215,22 @@ pub fn run(exp: &Experiment, out: &Path, summarize_only: bool) -> Result<SweepRe
             let dir = out
                 .join("runs")
                 .join(format!("{}-lr{}", cell.id(), fmt_lr(lr)));
-            let run = match finished(&dir) {
+            let cfg = cell.config(&base, &dir);
+            let run = match finished(&dir, &cfg) {
                 Some(r) => Some(r),
                 None if summarize_only => None,
+                // at least one run per call; then none that would likely end after the budget
+                None if ran > 0
+                    && time_budget_s.is_some_and(|b| t0.elapsed().as_secs_f64() + longest > b) =>
+                {
+                    None
+                }
                 None => {
+                    let tr = std::time::Instant::now();
                     if dir.exists() {
                         std::fs::remove_dir_all(&dir)
                             .map_err(|e| ExperimentError::io(&dir, "remove", e))?;
                     }
-                    let cfg = cell.config(&base, &dir);
                     let mut ev = ValidationEvaluator {
                         valid: &valid_ex,
                         select_by: spec.select_by,
@@ -233,6 +250,8 @@ pub fn run(exp: &Experiment, out: &Path, summarize_only: bool) -> Result<SweepRe
                         source,
                     })?;
                     remove_checkpoints(&dir)?;
+                    ran += 1;
+                    longest = longest.max(tr.elapsed().as_secs_f64());
                     Some(r)
                 }
             };
@@ -260,6 +279,8 @@ pub fn run(exp: &Experiment, out: &Path, summarize_only: bool) -> Result<SweepRe
         }
     }
     let chosen = choose(&points, spec.select_by);
+    let planned: usize = exp.sweep_methods().iter().map(|(_, l)| l.len()).sum();
+    let complete = points.len() == planned;
     let report = SweepReport {
         name: exp.spec.name.clone(),
         task: exp.spec.task.clone(),
@@ -270,6 +291,7 @@ pub fn run(exp: &Experiment, out: &Path, summarize_only: bool) -> Result<SweepRe
         validation_scored: valid_ex.len(),
         points,
         chosen,
+        complete,
     };
     let p = out.join("sweep.json");
     let json = serde_json::to_string_pretty(&report).map_err(|e| ExperimentError::BadFile {

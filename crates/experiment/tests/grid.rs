@@ -61,7 +61,7 @@ fn tiny_grid_summary_matches_the_runs_and_resumes() {
     // per cell: the summary's numbers are the run folder's
     let mut by_group: BTreeMap<String, Vec<RunSummary>> = BTreeMap::new();
     for cell in &all {
-        let dir = cell_dir(&out, cell);
+        let dir = cell_dir(&exp, &out, cell);
         let run: RunSummary =
             serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap())
                 .unwrap();
@@ -148,8 +148,8 @@ fn tiny_grid_summary_matches_the_runs_and_resumes() {
 
     // second call: every cell is skipped (the summaries stay byte-identical); a removed cell
     // re-runs alone
-    let victim = cell_dir(&out, &all[4]);
-    let other = cell_dir(&out, &all[0]);
+    let victim = cell_dir(&exp, &out, &all[4]);
+    let other = cell_dir(&exp, &out, &all[0]);
     let before = std::fs::read(other.join("summary.json")).unwrap();
     std::fs::remove_file(victim.join("summary.json")).unwrap();
     run_experiment(&spec, &opts).unwrap();
@@ -158,6 +158,26 @@ fn tiny_grid_summary_matches_the_runs_and_resumes() {
     let again: ExperimentSummary =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(again.cells.len(), 9);
+
+    // a changed learning rate re-runs that method's cells only (config.toml differs)
+    std::fs::write(
+        &spec,
+        spec_text(&model).replace("lora = 2e-2", "lora = 5e-3"),
+    )
+    .unwrap();
+    run_experiment(&spec, &opts).unwrap();
+    assert_eq!(
+        std::fs::read(other.join("summary.json")).unwrap(),
+        before,
+        "adamw kept"
+    );
+    let exp2 = Experiment::from_file(&spec).unwrap();
+    let lora = cells(&exp2)
+        .into_iter()
+        .find(|c| c.group() == "lora-r4")
+        .unwrap();
+    let cfg = std::fs::read_to_string(cell_dir(&exp2, &out, &lora).join("config.toml")).unwrap();
+    assert!(cfg.contains("learning_rate = 0.005"), "{cfg}");
 }
 
 #[test]

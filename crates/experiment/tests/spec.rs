@@ -101,3 +101,58 @@ fn bad_specs_name_the_file_and_key() {
         }
     }
 }
+
+#[test]
+fn learning_rates_from_a_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = tmp.path().join("sweep.json");
+    std::fs::write(&sweep, r#"{"chosen": {"lora": 3e-4, "adamw": 1e-5}}"#).unwrap();
+    let text = format!(
+        "name = \"x\"\ntask = \"e2e_nlg\"\nmethods = [\"adamw\", \"lora\", \"galore\"]\nranks = [8]\n\
+         learning_rates_from = \"{}\"\n[learning_rates]\nadamw = 2e-5\n",
+        sweep.display()
+    );
+    let e = Experiment::from_toml_str(&text, "lr.toml").unwrap();
+    assert_eq!(e.learning_rate(Method::Lora), 3e-4, "from the sweep");
+    assert_eq!(
+        e.learning_rate(Method::Adamw),
+        2e-5,
+        "the spec's own value wins"
+    );
+    assert_eq!(
+        e.learning_rate(Method::Galore),
+        e.base.learning_rate,
+        "neither: base"
+    );
+    let missing = text.replace("sweep.json", "nope.json");
+    let msg = Experiment::from_toml_str(&missing, "lr.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("learning_rates_from") && msg.contains("nope.json"),
+        "{msg}"
+    );
+}
+
+/// The committed specs under experiments/ parse (their sweep file aside, which exists only once
+/// the sweep ran).
+#[test]
+fn committed_specs_parse() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let text: String = std::fs::read_to_string(&p)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.starts_with("learning_rates_from"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            Experiment::from_toml_str(&text, &p.display().to_string())
+                .unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 6, "{n} specs");
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Issue 6 on the device machine: experiment specs through `crosslore-bench experiment` (the CUDA
+# binary; the root `crosslore` package's CUDA build would rebuild candle-kernels, see
+# docs/DEVELOPING.md). The 98 MB SmolLM2 GGUF travels in two calls made back to back while the
+# machine is warm (../shared/gpu/README.md); `scripts/gpu/prepare_experiment.sh` makes the parts
+# and packs the binary here. Then, from the repository root on the device:
+#   run(command="bash scripts/gpu/run_experiment.sh stage", carry=[".devexp-a"])            # part A
+#   run(command="bash scripts/gpu/run_experiment.sh run 500 SPEC...", carry=[".devexp-b", ".devexp-bin"])
+#   run(command="bash scripts/gpu/run_experiment.sh run 500 SPEC...")                       # later calls
+# `run BUDGET SPEC...` runs the specs in order, starting no new grid cell after BUDGET seconds in
+# all (finished cells stay on the machine in /dev/shm/exp, in memory, where each run's final
+# checkpoint is written and deleted fast; the next call skips them), then
+# packs the results (summaries, plots, run folders without checkpoints) into $OUT/results.tgz.
+set -uo pipefail
+OUT=${OUT:-/tmp/exp_out}
+STAGE=/root/stage
+SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+mkdir -p "$OUT" "$STAGE"
+exec > >(tee -a "$OUT/experiment.log") 2>&1
+cmd=${1:-}
+shift || true
+if [ "$cmd" = stage ]; then
+  cp .devexp-a/model.part00 "$STAGE/part00" && ls -l "$STAGE" && exit 0
+  echo "FAILED: no .devexp-a/model.part00 (carry .devexp-a)"; exit 2
+fi
+[ "$cmd" = run ] || { echo "usage: run_experiment.sh stage | run BUDGET_S SPEC..."; exit 2; }
+budget=$1; shift
+t0=$SECONDS
+if [ ! -f "$STAGE/model.gguf" ]; then
+  [ -f "$STAGE/part00" ] || { echo "FAILED: part A is gone (the machine went back): stage again"; exit 3; }
+  [ -f .devexp-b/model.part01 ] || { echo "FAILED: carry .devexp-b (part B)"; exit 3; }
+  cat "$STAGE/part00" .devexp-b/model.part01 > "$STAGE/model.gguf"
+  echo "$SHA  $STAGE/model.gguf" | sha256sum -c || { rm -f "$STAGE/model.gguf"; exit 3; }
+fi
+if [ -f .devexp-bin/crosslore-bench.xz ]; then
+  xz -dc .devexp-bin/crosslore-bench.xz > "$STAGE/crosslore-bench" && chmod +x "$STAGE/crosslore-bench"
+fi
+[ -x "$STAGE/crosslore-bench" ] || { echo "FAILED: no binary (carry .devexp-bin)"; exit 3; }
+mkdir -p .cache/models /dev/shm/exp
+ln -sf "$STAGE/model.gguf" .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
+rm -rf runs && mkdir -p runs && ln -sfn /dev/shm/exp runs/experiments
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
+for spec in "$@"; do
+  left=$((budget - (SECONDS - t0)))
+  if [ "$left" -le 0 ]; then echo "=== $spec: no time left, not started ==="; continue; fi
+  echo "=== $spec (budget $left s) at $((SECONDS - t0)) s ==="
+  "$STAGE/crosslore-bench" experiment "$spec" --time-budget-s "$left" || echo "FAILED: $spec (exit $?)"
+done
+echo "=== done at $((SECONDS - t0)) s ==="
+tar czf "$OUT/results.tgz" -C /dev/shm --exclude='ckpt-*' --exclude='export' exp && ls -l "$OUT/results.tgz"
