@@ -7,11 +7,10 @@
 //! - `trainer.json`: step, data position, the trainer's RNG state, schedule, and the config;
 //! - `config.toml`: the resolved run configuration (for humans).
 //!
-//! Atomicity: everything is written into `ckpt-<step>.tmp/`, each file and the folder fsynced,
-//! then the folder is renamed to `ckpt-<step>/` (a crash leaves at most a `.tmp` folder, which is
-//! ignored and removed by the next save). Replacing an existing `ckpt-<step>/` moves it to
-//! `ckpt-<step>.old/` first and deletes it after the rename; a crash between the two renames
-//! leaves the `.old` folder, which [`list_checkpoints`] still finds. Only the last `keep`
+//! Atomicity: [`crate::atomic::write_dir_atomic`] (`ckpt-<step>.tmp/`, fsynced, renamed; an
+//! existing `ckpt-<step>/` goes through `ckpt-<step>.old/`). A crash leaves at most a `.tmp`
+//! folder, which is ignored and removed by the next save, or, between the two renames of a
+//! replacement, a `.old` folder, which [`list_checkpoints`] still finds. Only the last `keep`
 //! checkpoints are kept. `tests/crash_safety.rs` kills runs with SIGKILL at random moments.
 
 use std::collections::HashMap;
@@ -23,6 +22,7 @@ use crosslore_data::DataPosition;
 use crosslore_linalg::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::write_dir_atomic;
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
 use crate::optimizer::MethodOptimizer;
@@ -99,13 +99,6 @@ pub fn latest_checkpoint(run_dir: &Path) -> Result<Option<PathBuf>> {
     Ok(list_checkpoints(run_dir)?.pop().map(|(_, p)| p))
 }
 
-/// Best effort: directory fsync is not supported on every file system.
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 fn fsync(path: &Path) -> Result<()> {
     fs::File::open(path)
         .and_then(|f| f.sync_all())
@@ -117,12 +110,28 @@ impl Trainer {
     /// (`keep = 0` keeps all). Returns the folder.
     pub fn save_checkpoint(&self, run_dir: &Path, keep: usize) -> Result<PathBuf> {
         let final_dir = run_dir.join(format!("ckpt-{}", self.step));
-        let tmp = run_dir.join(format!("ckpt-{}.tmp", self.step));
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, "remove stale", e))?;
+        write_dir_atomic(&final_dir, |tmp| self.write_checkpoint_files(tmp))?;
+        // Temporary folders of other steps are leftovers of a killed run (one writer per run).
+        if let Ok(entries) = fs::read_dir(run_dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("ckpt-") && name.ends_with(".tmp") {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
         }
-        fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, "create", e))?;
+        if keep > 0 {
+            let all = list_checkpoints(run_dir)?;
+            let n = all.len();
+            for (_, old) in all.into_iter().take(n.saturating_sub(keep)) {
+                fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, "remove old", e))?;
+            }
+        }
+        Ok(final_dir)
+    }
 
+    /// The files of a checkpoint, into the (temporary) folder `tmp`.
+    fn write_checkpoint_files(&self, tmp: &Path) -> Result<()> {
         let tensors: HashMap<String, Tensor> = self
             .params
             .iter()
@@ -146,40 +155,15 @@ impl Trainer {
             config: self.cfg.clone(),
         };
         let json = serde_json::to_vec_pretty(&state)
-            .map_err(|e| TrainError::ckpt(&tmp, format!("serialising {TRAINER_FILE}: {e}")))?;
+            .map_err(|e| TrainError::ckpt(tmp, format!("serialising {TRAINER_FILE}: {e}")))?;
         let jpath = tmp.join(TRAINER_FILE);
         fs::write(&jpath, json).map_err(|e| TrainError::io(&jpath, "write", e))?;
         fsync(&jpath)?;
         let toml = toml::to_string(&self.cfg)
-            .map_err(|e| TrainError::ckpt(&tmp, format!("serialising config.toml: {e}")))?;
+            .map_err(|e| TrainError::ckpt(tmp, format!("serialising config.toml: {e}")))?;
         let cpath = tmp.join("config.toml");
         fs::write(&cpath, toml).map_err(|e| TrainError::io(&cpath, "write", e))?;
-        fsync(&cpath)?;
-
-        sync_dir(&tmp);
-        let old = run_dir.join(format!("ckpt-{}.old", self.step));
-        if old.exists() {
-            fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, "remove stale", e))?;
-        }
-        let replacing = final_dir.exists();
-        if replacing {
-            fs::rename(&final_dir, &old)
-                .map_err(|e| TrainError::io(&final_dir, "move aside", e))?;
-        }
-        fs::rename(&tmp, &final_dir)
-            .map_err(|e| TrainError::io(&final_dir, "rename into place", e))?;
-        sync_dir(run_dir);
-        if replacing {
-            fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, "remove replaced", e))?;
-        }
-        if keep > 0 {
-            let all = list_checkpoints(run_dir)?;
-            let n = all.len();
-            for (_, old) in all.into_iter().take(n.saturating_sub(keep)) {
-                fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, "remove old", e))?;
-            }
-        }
-        Ok(final_dir)
+        fsync(&cpath)
     }
 
     /// Restores a checkpoint written by [`Trainer::save_checkpoint`] into this trainer (built by

@@ -7,6 +7,7 @@
 //! [`checkpoint`], [`metrics`], [`memory`], [`export`], [`eval`] (evaluation hook + held-out
 //! loss), [`run`].
 
+pub mod atomic;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

@@ -248,13 +248,6 @@ pub fn run_finetune(cfg: &TrainConfig) -> Result<RunSummary> {
 pub fn run_finetune_with(cfg: &TrainConfig, mut opts: RunOptions<'_>) -> Result<RunSummary> {
     cfg.validate("config")?;
     let run_dir = cfg.run_dir();
-    std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, "create", e))?;
-    let toml = toml::to_string(cfg).map_err(|e| TrainError::Invalid {
-        what: "config",
-        msg: e.to_string(),
-    })?;
-    crosslore_model::export::write_atomic(&run_dir.join("config.toml"), toml.as_bytes())?;
-
     let (model, tokenizer, model_path) = load_model(cfg)?;
     let tokenizer = tokenizer.ok_or_else(|| TrainError::Invalid {
         what: "model",
@@ -279,16 +272,31 @@ pub fn run_finetune_with(cfg: &TrainConfig, mut opts: RunOptions<'_>) -> Result<
     let n_eval = cfg.eval_samples.min(test_ex.len());
     let test_enc: Vec<Encoded> = enc.encode_all(&test_ex[..n_eval])?.examples;
     let (truncated, dropped, n_train) = (set.truncated, set.dropped, set.examples.len());
+    // Built before anything is written or evaluated: it validates the method against the
+    // model (e.g. rank larger than a matrix). Every input is then loaded and valid.
+    let mut trainer = Trainer::new(cfg.clone(), model, set.examples, pad_id)?;
+    // Only now is the run folder created (bad input writes nothing).
+    std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, "create", e))?;
+    let toml = toml::to_string(cfg).map_err(|e| TrainError::Invalid {
+        what: "config",
+        msg: e.to_string(),
+    })?;
+    crosslore_model::export::write_atomic(&run_dir.join("config.toml"), toml.as_bytes())?;
 
     let before = if test_enc.is_empty() {
         None
     } else {
-        Some(heldout_loss(&model, &test_enc, cfg.batch_size, pad_id)?)
+        Some(heldout_loss(
+            trainer.model(),
+            &test_enc,
+            cfg.batch_size,
+            pad_id,
+        )?)
     };
     let eval_before = match opts.evaluator.as_deref_mut() {
         Some(e) if n_eval > 0 => Some(e.evaluate(
             EvalPhase::Before,
-            &model,
+            trainer.model(),
             &tokenizer,
             &test_ex[..n_eval],
             cfg,
@@ -296,7 +304,6 @@ pub fn run_finetune_with(cfg: &TrainConfig, mut opts: RunOptions<'_>) -> Result<
         _ => None,
     };
 
-    let mut trainer = Trainer::new(cfg.clone(), model, set.examples, pad_id)?;
     if cfg.resume {
         if let Some(ckpt) = latest_checkpoint(&run_dir)? {
             trainer.resume_from(&ckpt)?;
