@@ -92,6 +92,9 @@ pub struct RunOptions<'a> {
     pub on_step: Option<StepCallback<'a>>,
     /// Skip writing the exported model (tests).
     pub skip_export: bool,
+    /// Skip the checkpoint at the end of the run (experiment grids that only keep the
+    /// summaries); `save_every` checkpoints are still written, and a stopped run still saves.
+    pub skip_final_checkpoint: bool,
     /// Checked before every step: when set, the run stops cleanly (module docs).
     pub stop: Option<&'a AtomicBool>,
 }
@@ -357,7 +360,7 @@ pub fn run_finetune_with(cfg: &TrainConfig, mut opts: RunOptions<'_>) -> Result<
     }
     let train_s = t0.elapsed().as_secs_f64();
     let steps = trainer.steps_done() - start_step;
-    if saved_step != Some(trainer.steps_done()) {
+    if saved_step != Some(trainer.steps_done()) && (stopped_early || !opts.skip_final_checkpoint) {
         checkpoint = Some(trainer.save_checkpoint(&run_dir, cfg.keep_checkpoints)?);
     }
     let memory = trainer.memory_report();

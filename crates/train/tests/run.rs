@@ -162,3 +162,28 @@ fn bad_inputs_are_named() {
         "{e}"
     );
 }
+
+#[test]
+fn skip_final_checkpoint_writes_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("tiny");
+    write_tiny_folder(&model_dir);
+    let out = tmp.path().join("run");
+    let mut cfg = run_cfg(&model_dir, &out, Method::Adamw);
+    cfg.save_every = 0;
+    cfg.eval_samples = 0;
+    let opts = crosslore_train::RunOptions {
+        skip_export: true,
+        skip_final_checkpoint: true,
+        ..Default::default()
+    };
+    let s = crosslore_train::run_finetune_with(&cfg, opts).unwrap();
+    assert_eq!(s.steps, 3);
+    assert!(s.checkpoint.is_none());
+    assert!(crosslore_train::checkpoint::list_checkpoints(&out)
+        .unwrap()
+        .is_empty());
+    // Without the flag the end of the run is checkpointed.
+    let s = crosslore_train::run_finetune_with(&cfg, Default::default()).unwrap();
+    assert_eq!(s.checkpoint, Some(out.join("ckpt-3")));
+}
