@@ -53,6 +53,27 @@ pub struct Encoded {
 }
 
 impl Encoded {
+    /// An example from token ids whose first `prompt_len` tokens are the prompt (labels
+    /// [`IGNORE_INDEX`]) and the rest the target (labels = the ids); not truncated.
+    pub fn from_ids(input_ids: Vec<u32>, prompt_len: usize) -> Self {
+        let labels = input_ids
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                if i < prompt_len {
+                    IGNORE_INDEX
+                } else {
+                    t as i64
+                }
+            })
+            .collect();
+        Encoded {
+            input_ids,
+            labels,
+            truncated: false,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.input_ids.len()
     }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use crosslore_data::{Encoded, IGNORE_INDEX};
+use crosslore_data::Encoded;
 use crosslore_linalg::Rng;
 use crosslore_model::{Llama, LlamaConfig};
 use crosslore_train::checkpoint::latest_checkpoint;
@@ -71,16 +71,7 @@ fn data() -> Vec<Encoded> {
             let len = 8 + rng.below(24) as usize;
             let start = rng.below(64) as u32;
             let ids: Vec<u32> = (0..len).map(|i| (start + i as u32) % 64).collect();
-            let labels = ids
-                .iter()
-                .enumerate()
-                .map(|(i, &t)| if i < 3 { IGNORE_INDEX } else { t as i64 })
-                .collect();
-            Encoded {
-                input_ids: ids,
-                labels,
-                truncated: false,
-            }
+            Encoded::from_ids(ids, 3)
         })
         .collect()
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use candle_core::{DType, Tensor};
 use common::*;
-use crosslore_data::{Encoded, IGNORE_INDEX};
+use crosslore_data::Encoded;
 use crosslore_linalg::Rng;
 use crosslore_model::{Llama, LlamaConfig};
 use crosslore_train::config::Method;
@@ -58,16 +58,7 @@ fn data(n: usize, k: usize) -> Vec<Encoded> {
             if k > 0 && i % k == 0 {
                 ids[1] = POISON;
             }
-            let labels = ids
-                .iter()
-                .enumerate()
-                .map(|(j, &t)| if j < 3 { IGNORE_INDEX } else { t as i64 })
-                .collect();
-            Encoded {
-                input_ids: ids,
-                labels,
-                truncated: false,
-            }
+            Encoded::from_ids(ids, 3)
         })
         .collect()
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use crosslore_data::{Encoded, IGNORE_INDEX};
+use crosslore_data::Encoded;
 use crosslore_linalg::Rng;
 use crosslore_model::{Llama, LlamaConfig, LoadOptions};
 use crosslore_train::config::Method;
@@ -72,16 +72,7 @@ pub fn dataset(n: usize, seed: u64) -> Vec<Encoded> {
             let ids: Vec<u32> = (0..len)
                 .map(|i| (start + i as u32) % VOCAB as u32)
                 .collect();
-            let labels = ids
-                .iter()
-                .enumerate()
-                .map(|(i, &t)| if i < 3 { IGNORE_INDEX } else { t as i64 })
-                .collect();
-            Encoded {
-                input_ids: ids,
-                labels,
-                truncated: false,
-            }
+            Encoded::from_ids(ids, 3)
         })
         .collect()
 }
