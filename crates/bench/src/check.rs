@@ -443,37 +443,29 @@ fn optimizer_checks(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()
             );
         }
     }
-    // The same optimizers on bf16 weights and gradients (on CUDA: fused AdamW, fused low-rank
-    // commit and residual scatter on the bf16 weight). Measure: largest per-entry
-    // |W_dev - W_cpu| / |W_cpu| <= 7.8e-3 (2 bf16 ulps: a rounding of the weight may flip at a
-    // step under the different f32 operation order, and the residual is added after the bf16
-    // rounding on CUDA but before it on the CPU).
-    let bf = |ts: &[Tensor]| -> Result<Vec<Tensor>> {
-        ts.iter().map(|t| Ok(t.to_dtype(DType::BF16)?)).collect()
-    };
-    let w0_bf = bf(&w0)?;
-    let grads_bf: Vec<Vec<Tensor>> = grads.iter().map(|g| bf(g)).collect::<Result<_>>()?;
+    // The same optimizers with bf16 gradients (f32 weights): the low-rank methods project a bf16
+    // gradient in bf16 with f32 accumulation on both devices (`Projector::project`), so the
+    // measure and tolerance are those of the f32 runs (the summation order of the bf16 products
+    // differs: cuBLAS vs the CPU gemm).
+    let grads_bf: Vec<Vec<Tensor>> = grads
+        .iter()
+        .map(|g| g.iter().map(|t| Ok(t.to_dtype(DType::BF16)?)).collect())
+        .collect::<Result<_>>()?;
     for (label, make) in &makers {
         let mut oc = make()?;
         let mut od = make()?;
-        let wc = steps(oc.as_mut(), &w0_bf, &grads_bf, &Device::Cpu)?;
-        let wd = steps(od.as_mut(), &w0_bf, &grads_bf, dev)?;
-        let (mut mx, mut worst) = (0f64, 0f64);
-        for (c, d) in wc.iter().zip(&wd) {
-            for (x, y) in host(d)?.iter().zip(host(c)?) {
-                let diff = (x - y).abs() as f64;
-                mx = mx.max(diff);
-                if y != 0.0 {
-                    worst = worst.max(diff / y.abs() as f64);
-                }
-            }
+        let wc = steps(oc.as_mut(), &w0, &grads_bf, &Device::Cpu)?;
+        let wd = steps(od.as_mut(), &w0, &grads_bf, dev)?;
+        for (((name, _), (c, d)), w) in model.iter().zip(wc.iter().zip(&wd)).zip(&w0) {
+            let upd = (c - w)?;
+            let (mx, r) = rel(d, c, Some(&upd))?;
+            rep.push(
+                &format!("{label} bf16 grads 4 steps {name}: |W_dev - W_cpu| / |update|"),
+                mx,
+                r,
+                1e-3,
+            );
         }
-        rep.push(
-            &format!("{label} bf16 4 steps, all params: max |W_dev - W_cpu| / |W_cpu|"),
-            mx,
-            worst,
-            7.8e-3,
-        );
     }
     // Residual index agreement (CrossLore, q_proj).
     let c = cross_cfg(0.05);

@@ -10,6 +10,8 @@
 //!   ulps: the f32 update is computed in a different operation order on each side, which can flip
 //!   a bf16 rounding of the weight at a step; later steps can carry that one ulp).
 //! - sampled product (`r = 16` terms per entry): `rel` <= 1e-5 (different summation order).
+//! - bf16 low-rank commit `w = (w - c u) d`: at most 1 bf16 ulp (the CPU rounds `c u` and the
+//!   product by `d` separately in f32, the kernel keeps them in registers; same f32 formula).
 //! - bf16 scatter-sub: largest `|W_dev - W_cpu|` in bf16 ulps of the entry <= 1 (both sides round
 //!   the increment to bf16 and add in f32; equal unless candle's CPU affine rounds differently).
 //! - `rsi_many` (batched device refresh) vs `rsi_subspace` on the CPU: subspace distance <= 1e-3.
@@ -151,6 +153,30 @@ pub fn run(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()> {
     }
     rep.push(
         "scatter_sub bf16 [300,200] at 5000 indices: max diff in bf16 ulps",
+        mx,
+        ulps,
+        1.0,
+    );
+
+    // Low-rank commit on a bf16 weight with a bf16 dense update: w = (w - c u) d.
+    let w = gaussian(&mut rng, 300, 200)?.to_dtype(DType::BF16)?;
+    let u = gaussian(&mut rng, 300, 200)?.to_dtype(DType::BF16)?;
+    let (c_, d_) = (0.05f32, 0.999f32);
+    let wc = ((w.to_dtype(DType::F32)? - (u.to_dtype(DType::F32)? * c_ as f64)?)? * d_ as f64)?
+        .to_dtype(DType::BF16)?;
+    let wd = w.to_device(dev)?;
+    kernels::lowrank_update(&wd, &u.to_device(dev)?, c_, d_)?;
+    let (c, d) = (host_f32(&wc)?, host_f32(&wd)?);
+    let (mut mx, mut ulps) = (0f64, 0f64);
+    for (x, y) in d.iter().zip(&c) {
+        let diff = (x - y).abs() as f64;
+        mx = mx.max(diff);
+        if diff > 0.0 {
+            ulps = ulps.max(diff / (y.abs() as f64 * 2f64.powi(-8)).max(f64::MIN_POSITIVE));
+        }
+    }
+    rep.push(
+        "lowrank_update bf16 [300,200]: max diff in bf16 ulps",
         mx,
         ulps,
         1.0,

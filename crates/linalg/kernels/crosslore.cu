@@ -183,3 +183,19 @@ extern "C" __global__ void lowrank_update_f32(float* w, const float* u, uint64_t
 extern "C" __global__ void lowrank_update_bf16(bf16_t* w, const bf16_t* u, uint64_t n, float c, float d) {
     lowrank_update_impl(w, u, n, c, d);
 }
+
+// ---- low-rank Adam moments (crates/optim/src/galore.rs `advance`), out of place, f32 ----
+// m1 = b1 m + omb1 r; v1 = b2 v + omb2 r^2; n = m1 / (sqrt(v1) + eps)
+extern "C" __global__ void lowrank_adam_f32(const float* r, const float* m, const float* v, float* m1,
+                                            float* v1, float* nn, uint64_t n, float b1, float omb1,
+                                            float b2, float omb2, float eps) {
+    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n;
+         i += (uint64_t)gridDim.x * blockDim.x) {
+        float ri = r[i];
+        float mi = b1 * m[i] + omb1 * ri;
+        float vi = b2 * v[i] + omb2 * (ri * ri);
+        m1[i] = mi;
+        v1[i] = vi;
+        nn[i] = mi / (sqrtf(vi) + eps);
+    }
+}

@@ -362,3 +362,54 @@ pub fn lowrank_update(w: &Tensor, u: &Tensor, c: f32, d: f32) -> Result<()> {
     launch!(cd, name, grid(n64), pw, pu, n64, c, d);
     Ok(())
 }
+
+/// Low-rank Adam moments, out of place (all f32, contiguous, same shape):
+/// `m1 = b1 m + (1-b1) r`, `v1 = b2 v + (1-b2) r^2`, `n = m1 / (sqrt(v1) + eps)`; returns
+/// `(m1, v1, n)`. Device twin of the candle-op path of `crosslore_optim::galore` (`advance`).
+pub fn lowrank_adam(
+    r: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let op = "lowrank_adam";
+    let cd = cuda_dev(op, r)?;
+    if [r, m, v]
+        .iter()
+        .any(|t| t.dtype() != DType::F32 || t.dims() != r.dims())
+    {
+        return Err(bad(op, "r, m, v must be f32 of one shape".into()));
+    }
+    let n = r.elem_count();
+    let dims = r.dims().to_vec();
+    let (m1, v1, nn) = (
+        wrap(alloc(cd, n)?, cd, &dims)?,
+        wrap(alloc(cd, n)?, cd, &dims)?,
+        wrap(alloc(cd, n)?, cd, &dims)?,
+    );
+    let (pr, pm, pv) = (ptr(op, r, cd)?, ptr(op, m, cd)?, ptr(op, v, cd)?);
+    let (pm1, pv1, pn) = (ptr(op, &m1, cd)?, ptr(op, &v1, cd)?, ptr(op, &nn, cd)?);
+    let n64 = n as u64;
+    let (omb1, omb2) = (1.0 - beta1, 1.0 - beta2);
+    let name = "lowrank_adam_f32".to_string();
+    launch!(
+        cd,
+        name,
+        grid(n64),
+        pr,
+        pm,
+        pv,
+        pm1,
+        pv1,
+        pn,
+        n64,
+        beta1,
+        omb1,
+        beta2,
+        omb2,
+        eps
+    );
+    Ok((m1, v1, nn))
+}

@@ -147,6 +147,36 @@ impl Advanced {
     }
 }
 
+/// `M' = b1 M' + (1-b1) R`, `V' = b2 V' + (1-b2) R^2`, `N = M' / (sqrt(V') + eps)` (new
+/// tensors). On CUDA one fused kernel (`crosslore_linalg::kernels::lowrank_adam`) instead of ten
+/// candle ops: this step is launch-bound at the 7B shapes (docs/BENCHMARKS.md, P2).
+fn lowrank_moments(
+    r: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    h: &Hyper,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    #[cfg(feature = "cuda")]
+    if r.device().is_cuda()
+        && [r, m, v]
+            .iter()
+            .all(|t| t.dtype() == DType::F32 && t.is_contiguous())
+    {
+        return Ok(crosslore_linalg::kernels::lowrank_adam(
+            r,
+            m,
+            v,
+            h.beta1 as f32,
+            h.beta2 as f32,
+            h.eps as f32,
+        )?);
+    }
+    let m = (m.affine(h.beta1, 0.0)? + r.affine(1.0 - h.beta1, 0.0)?)?;
+    let v = (v.affine(h.beta2, 0.0)? + r.sqr()?.affine(1.0 - h.beta2, 0.0)?)?;
+    let n = m.div(&v.sqrt()?.affine(1.0, h.eps)?)?;
+    Ok((m, v, n))
+}
+
 /// The JSON part of a [`LowRankState`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct LowRankMeta {
@@ -222,11 +252,8 @@ impl LowRankState {
         }
         st.step += 1;
         let t = st.step as i32;
-        let m = (m.affine(h.beta1, 0.0)? + r.affine(1.0 - h.beta1, 0.0)?)?;
-        let v = (v.affine(h.beta2, 0.0)? + r.sqr()?.affine(1.0 - h.beta2, 0.0)?)?;
-        let denom = v.sqrt()?.affine(1.0, h.eps)?;
         let step_size = h.lr * (1.0 - h.beta2.powi(t)).sqrt() / (1.0 - h.beta1.powi(t));
-        let n = m.div(&denom)?;
+        let (m, v, n) = lowrank_moments(&r, &m, &v, h)?;
         st.exp_avg = Some(m);
         st.exp_avg_sq = Some(v);
         Ok(Advanced {

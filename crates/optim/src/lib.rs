@@ -144,10 +144,10 @@ pub(crate) fn check_grad(name: &str, var: &Var, grad: &Tensor) -> Result<Tensor>
     Ok(g)
 }
 
-/// [`check_grad`] without the f32 conversion on CUDA: a contiguous f32/bf16 gradient on a CUDA
-/// device is checked by one kernel pass and returned detached in its own dtype (the low-rank
-/// methods project it in that dtype, `Projector::project`); everywhere else the f32 gradient of
-/// [`check_grad`].
+/// [`check_grad`] that keeps a bf16 gradient in bf16: the low-rank methods project it in its own
+/// dtype (`Projector::project`: bf16 products with f32 accumulation, as galore-torch), on the CPU
+/// and on CUDA alike. On CUDA a contiguous f32/bf16 gradient is checked by one kernel pass;
+/// elsewhere by [`check_grad`]. Returns the detached gradient: bf16 if it was bf16, else f32.
 pub(crate) fn check_grad_raw(name: &str, var: &Var, grad: &Tensor) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if grad.dims() == var.dims() {
@@ -161,7 +161,11 @@ pub(crate) fn check_grad_raw(name: &str, var: &Var, grad: &Tensor) -> Result<Ten
             return Ok(g);
         }
     }
-    check_grad(name, var, grad)
+    let g = check_grad(name, var, grad)?;
+    if grad.dtype() == DType::BF16 {
+        return Ok(grad.detach());
+    }
+    Ok(g)
 }
 
 /// Writes `w` (f32) into `var` in the var's dtype.
