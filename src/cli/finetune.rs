@@ -163,8 +163,8 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         RunOptions {
             evaluator: Some(&mut evaluator),
             on_step: Some(&mut on_step),
-            skip_export: false,
             stop: Some(&stop),
+            ..Default::default()
         },
     )
     .context("finetune")?;
