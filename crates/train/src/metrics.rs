@@ -2,7 +2,7 @@
 //! grad norm (before clipping), clip coefficient, tokens and tokens/s, the time split
 //! forward / backward / clip pass / optimizer / projection refresh / residual measurement, the
 //! number of projector refreshes and the mean subspace residual `||G - P P^T G|| / ||G||` of the
-//! projected parameters (GaLore / CrossLore). A skipped step (non-finite loss or gradient) is
+//! projected parameters (GaLore / CrossLore), and the process's resident memory (current, peak). A skipped step (non-finite loss or gradient) is
 //! logged with `skipped` saying why; its non-finite numbers are written as JSON `null` and read
 //! back as NaN.
 
@@ -40,6 +40,11 @@ pub struct MetricLine {
     pub subspace_residual: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// Process resident memory after the step and its peak so far, in bytes.
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// serde_json writes a non-finite `f64` as `null`; read it back as NaN.
@@ -70,6 +75,8 @@ impl From<&StepReport> for MetricLine {
             refreshed: r.refreshed,
             subspace_residual: r.subspace_residual,
             skipped: r.skipped.clone(),
+            rss_bytes: r.rss_bytes,
+            peak_rss_bytes: r.peak_rss_bytes,
         }
     }
 }

@@ -94,6 +94,10 @@ pub struct StepReport {
     /// Why the step was skipped (non-finite loss or gradient; weights and optimizer state
     /// untouched), `None` for a step that updated the weights.
     pub skipped: Option<String>,
+    /// Resident memory of the process after the step and its peak so far (Linux `VmRSS` /
+    /// `VmHWM`; `None` elsewhere), in bytes.
+    pub rss_bytes: Option<u64>,
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// One micro-batch on the device.
@@ -433,6 +437,8 @@ impl Trainer {
             subspace_residual,
             epoch,
             skipped,
+            rss_bytes: memory::current_rss_bytes(),
+            peak_rss_bytes: memory::peak_rss_bytes(),
         })
     }
 
