@@ -35,6 +35,7 @@ for s in $STEPS; do
     p1) run p1 $B --device cuda p1 --reps ${P1_REPS:-3} --json "$OUT/p1.json" ;;
     p1torch) run p1-torch python3 bench/reference/galore_p1.py --out "$OUT/p1_torch.json" ;;
     p2) run p2 $B --device cuda p2 --json "$OUT/p2.json" ;;
+    p3) run p3 $B --device cuda p3 --json "$OUT/p3.json" ;;
     p2tf32) run p2-tf32 $B --device cuda p2 --tf32 --json "$OUT/p2_tf32.json" ;;
     p2torch) run p2-torch python3 bench/reference/galore_p2.py --out "$OUT/p2_torch.json" ;;
     *) echo "unknown step $s" ;;

@@ -19,6 +19,7 @@ pub mod floors;
 pub mod model_check;
 pub mod p1;
 pub mod p2;
+pub mod p3;
 pub mod shapes;
 pub mod synth;
 pub mod timing;

@@ -19,6 +19,9 @@ commands:
   p2 [--layers 32] [--shrink 1] [--reps 5] [--targets-only] [--tf32]
                             optimizer step without refresh vs the measured floors
                             (--tf32: f32 matmuls on TF32 tensor cores, CUDA only)
+  p3 [--layers 32] [--shrink 1] [--reps 3]
+                            end-to-end bf16 training steps (adamw, crosslore layerwise) at batch
+                            4 x seq 512 of the LLaMA-2-7B shape: s/step, tokens/s, MFU, memory
   model-check [--fixtures crates/model/tests/fixtures]
                             LLaMA forward/loss/grads, bf16 forward and 3 trainer steps of every
                             method on the device vs the CPU; exit 1 on FAIL
@@ -145,6 +148,19 @@ fn main() -> Result<()> {
             let rep = p2::run(&dev, &opt)?;
             write_json(&a.json, &rep)?;
             println!("{}", p2::table(&rep));
+        }
+        "p3" => {
+            let opt = crosslore_bench::p3::P3Options {
+                dims: ModelDims::llama2_7b(a.layers, a.shrink),
+                batch: 4,
+                seq: 512 / a.shrink,
+                steps: a.reps.unwrap_or(3),
+                seed: a.seed,
+                rate_scale: a.shrink,
+            };
+            let rep = crosslore_bench::p3::run(&dev, &opt)?;
+            write_json(&a.json, &rep)?;
+            println!("{}", crosslore_bench::p3::table(&rep));
         }
         "model-check" => {
             let rep = crosslore_bench::model_check::run(&dev, &a.fixtures, a.seed)?;
