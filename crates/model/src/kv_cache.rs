@@ -19,14 +19,24 @@ pub struct LayerCache {
 impl LayerCache {
     /// Append this step's keys and values (`[batch, n_kv_heads, new, head_dim]`) along the
     /// sequence axis and return the whole cached keys and values.
+    ///
+    /// The cache holds detached tensors: with trainable weights (`Var`s, e.g. evaluation inside
+    /// a fine-tuning run) every cached step would otherwise keep its whole forward graph alive
+    /// (measured: the main job's peak memory went from 5.6 to 11.7 GB with evaluation on).
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (k, v) = (k.detach(), v.detach());
         let (k, v) = match (&self.k, &self.v) {
-            (Some(ck), Some(cv)) => (Tensor::cat(&[ck, k], 2)?, Tensor::cat(&[cv, v], 2)?),
-            _ => (k.clone(), v.clone()),
+            (Some(ck), Some(cv)) => (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?),
+            _ => (k, v),
         };
         self.k = Some(k.clone());
         self.v = Some(v.clone());
         Ok((k, v))
+    }
+
+    /// The cached keys and values (`None` when empty).
+    pub fn tensors(&self) -> Option<(&Tensor, &Tensor)> {
+        self.k.as_ref().zip(self.v.as_ref())
     }
 
     /// Cached positions (0 when empty).
@@ -74,6 +84,30 @@ impl KvCache {
         for l in &mut self.layers {
             l.select_rows(&idx)?;
         }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    /// Keys computed from trainable weights carry their graph; the cache must not keep it.
+    #[test]
+    fn cached_tensors_are_detached() -> candle_core::Result<()> {
+        let w = Var::ones((1, 2, 3, 4), candle_core::DType::F32, &Device::Cpu)?;
+        let k = (w.as_tensor() * 2.0)?;
+        assert!(k.track_op(), "the probe must carry a graph");
+        let mut c = LayerCache::default();
+        for _ in 0..2 {
+            let (kk, vv) = c.append(&k, &k).map_err(candle_core::Error::wrap)?;
+            assert!(!kk.track_op() && !vv.track_op());
+        }
+        let (ck, cv) = c.tensors().expect("filled");
+        assert!(!ck.track_op() && !cv.track_op());
+        assert_eq!(ck.dims(), &[1, 2, 6, 4]);
         Ok(())
     }
 }
