@@ -467,6 +467,15 @@ fn optimizer_checks(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()
             );
         }
     }
+    // INFO (not a check; CPU only): how much GaLore with bf16 gradients amplifies a projector
+    // difference of the size measured between faer and cuSOLVER (subspace distance ~3.5e-6,
+    // "svd_subspace gesvd" above): the CPU run against itself with every refreshed projector
+    // perturbed by that much. It bounds what the bf16-gradient GaLore comparison can reach.
+    for (name, rel_diff) in galore_bf16_sensitivity(&w0, &grads_bf, &galore_cfg, 3.5e-6, seed)? {
+        println!(
+            "INFO GaLoreAdamW bf16 grads, CPU vs CPU with projectors perturbed by 3.5e-6: {name}: {rel_diff:.3e} of the update"
+        );
+    }
     // Residual index agreement (CrossLore, q_proj).
     let c = cross_cfg(0.05);
     let mut oc = CrossLoreAdamW::new(c.clone())?;
@@ -493,6 +502,41 @@ fn optimizer_checks(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()
         );
     }
     Ok(())
+}
+
+/// `(name, ||W_perturbed - W|| / ||update||)` of 4 CPU GaLore steps whose refreshed projectors
+/// get `delta * N(0, 1) / sqrt(rows)` added entrywise (subspace distance ~`delta`).
+fn galore_bf16_sensitivity(
+    w0: &[Tensor],
+    grads: &[Vec<Tensor>],
+    cfg: &GaLoreConfig,
+    delta: f64,
+    seed: u64,
+) -> Result<Vec<(String, f64)>> {
+    use crosslore_optim::projector::Projector;
+    let mut plain = GaLoreAdamW::new(cfg.clone())?;
+    let mut perturbed = GaLoreAdamW::new(cfg.clone())?;
+    let mut rng = Rng::new(seed + 77);
+    perturbed.set_refresh_hook(Some(Box::new(move |_, _, p: &mut Projector| {
+        let (side, t) = match (p.left(), p.right()) {
+            (Some(l), None) => (Side::Left, l.clone()),
+            (None, Some(r)) => (Side::Right, r.clone()),
+            _ => return Ok(()),
+        };
+        let (rows, cols) = t.dims2()?;
+        let noise = Tensor::from_vec(rng.normal_vec(rows * cols), (rows, cols), t.device())?;
+        let t = (t + (noise * (delta / (rows as f64).sqrt()))?)?;
+        *p = Projector::one_sided(side, t)?;
+        Ok(())
+    })));
+    let wa = steps(&mut plain, w0, grads, &Device::Cpu)?;
+    let wb = steps(&mut perturbed, w0, grads, &Device::Cpu)?;
+    let mut out = Vec::new();
+    for (((name, _), (a, b)), w) in small_model().iter().zip(wa.iter().zip(&wb)).zip(w0) {
+        let (_, r) = rel(b, a, Some(&(a - w)?))?;
+        out.push((name.to_string(), r));
+    }
+    Ok(out)
 }
 
 fn host_u32(t: &Tensor) -> Result<Vec<u32>> {
