@@ -7,6 +7,7 @@
 #   run(command="bash scripts/gpu/run_experiment.sh stage", carry=[".devexp-a"])            # part A
 #   run(command="bash scripts/gpu/run_experiment.sh run 500 SPEC...", carry=[".devexp-b", ".devexp-bin"])
 #   run(command="bash scripts/gpu/run_experiment.sh run 500 SPEC...")                       # later calls
+#   run(command="bash scripts/gpu/run_experiment.sh par 8 300 SPEC...")   # 8 processes, 300 s
 # `run BUDGET SPEC...` runs the specs in order, starting no new grid cell after BUDGET seconds in
 # all (finished cells stay on the machine in /dev/shm/exp, in memory, where each run's final
 # checkpoint is written and deleted fast; the next call skips them), then
@@ -23,7 +24,11 @@ if [ "$cmd" = stage ]; then
   cp .devexp-a/model.part00 "$STAGE/part00" && ls -l "$STAGE" && exit 0
   echo "FAILED: no .devexp-a/model.part00 (carry .devexp-a)"; exit 2
 fi
-[ "$cmd" = run ] || { echo "usage: run_experiment.sh stage | run BUDGET_S SPEC..."; exit 2; }
+case "$cmd" in
+  run) nproc=1 ;;
+  par) nproc=$1; shift ;;
+  *) echo "usage: run_experiment.sh stage | run BUDGET_S SPEC... | par NPROC BUDGET_S SPEC..."; exit 2 ;;
+esac
 budget=$1; shift
 t0=$SECONDS
 if [ ! -f "$STAGE/model.gguf" ]; then
@@ -37,14 +42,35 @@ if [ -f .devexp-bin/crosslore-bench.xz ]; then
 fi
 [ -x "$STAGE/crosslore-bench" ] || { echo "FAILED: no binary (carry .devexp-bin)"; exit 3; }
 mkdir -p .cache/models /dev/shm/exp
+# a fresh machine: results of an earlier machine (a results.tgz carried in .devexp-state) come back
+if [ -f .devexp-state/results.tgz ] && [ ! -e /dev/shm/exp/.restored ]; then
+  tar xzf .devexp-state/results.tgz -C /dev/shm && touch /dev/shm/exp/.restored && echo "restored earlier results"
+fi
 ln -sf "$STAGE/model.gguf" .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
 rm -rf runs && mkdir -p runs && ln -sfn /dev/shm/exp runs/experiments
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
+# `par NPROC`: NPROC processes share the GPU (each is kernel-launch bound, so the GPU has room);
+# process i runs shard i/NPROC of every spec (a cell's shard is a hash of its id, so specs that
+# share run folders never run one cell twice at once); then one pass writes the summaries.
+mkdir -p /dev/shm/exp/logs
+run_specs() {  # shard index, specs...
+  local i=$1; shift
+  for spec in "$@"; do
+    local left=$((budget - (SECONDS - t0)))
+    if [ "$left" -le 0 ]; then echo "=== $spec: no time left, not started ==="; continue; fi
+    echo "=== $spec shard $i/$nproc (budget $left s) at $((SECONDS - t0)) s ==="
+    "$STAGE/crosslore-bench" experiment "$spec" --time-budget-s "$left" --shard "$i/$nproc" \
+      || echo "FAILED: $spec shard $i (exit $?)"
+  done
+}
+for ((i = 0; i < nproc; i++)); do
+  run_specs "$i" "$@" > "/dev/shm/exp/logs/shard-$i.log" 2>&1 &
+done
+wait
+grep -h "FAILED\|error" /dev/shm/exp/logs/shard-*.log | head -20
+grep -h "experiment .*: \[" /dev/shm/exp/logs/shard-*.log | sed 's/; bleu.*rougeL \([0-9.]*\).*/; rougeL \1/' | cut -c1-160
 for spec in "$@"; do
-  left=$((budget - (SECONDS - t0)))
-  if [ "$left" -le 0 ]; then echo "=== $spec: no time left, not started ==="; continue; fi
-  echo "=== $spec (budget $left s) at $((SECONDS - t0)) s ==="
-  "$STAGE/crosslore-bench" experiment "$spec" --time-budget-s "$left" || echo "FAILED: $spec (exit $?)"
+  "$STAGE/crosslore-bench" experiment "$spec" --summarize-only 2>&1 | grep -v "^experiment" || echo "FAILED: summary of $spec"
 done
 echo "=== done at $((SECONDS - t0)) s ==="
 tar czf "$OUT/results.tgz" -C /dev/shm --exclude='ckpt-*' --exclude='export' exp && ls -l "$OUT/results.tgz"

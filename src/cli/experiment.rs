@@ -22,6 +22,15 @@ pub struct ExperimentArgs {
     /// Only rebuild the summary and plots from finished run folders
     #[arg(long)]
     pub summarize_only: bool,
+    /// Run only shard I/N of a grid's cells (several processes on one GPU; then
+    /// --summarize-only)
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    crosslore_experiment::command::parse_shard(s)
+        .ok_or_else(|| format!("expected I/N with I < N, got {s:?}"))
 }
 
 pub fn run(args: &ExperimentArgs) -> Result<()> {
@@ -31,6 +40,7 @@ pub fn run(args: &ExperimentArgs) -> Result<()> {
             out: args.out.clone(),
             time_budget_s: args.time_budget_s,
             summarize_only: args.summarize_only,
+            shard: args.shard,
         },
     )
     .with_context(|| format!("experiment {}", args.spec.display()))?;

@@ -25,7 +25,9 @@ commands:
   model-check [--fixtures crates/model/tests/fixtures]
                             LLaMA forward/loss/grads, bf16 forward and 3 trainer steps of every
                             method on the device vs the CPU; exit 1 on FAIL
-  htod                      host-to-device upload time of Tensor::from_vec by size";
+  htod                      host-to-device upload time of Tensor::from_vec by size
+  experiment <spec.toml> [--out DIR] [--time-budget-s S] [--summarize-only] [--shard I/N]
+                            an experiment spec (crosslore-experiment): grid runs, summary, plots";
 
 struct Args {
     device: String,
@@ -39,6 +41,9 @@ struct Args {
     targets_only: bool,
     tf32: bool,
     fixtures: PathBuf,
+    /// `experiment`: spec file, and its options.
+    spec: Option<PathBuf>,
+    exp: crosslore_experiment::CommandOptions,
 }
 
 fn parse() -> Result<Args> {
@@ -54,6 +59,8 @@ fn parse() -> Result<Args> {
         targets_only: false,
         tf32: false,
         fixtures: PathBuf::from("crates/model/tests/fixtures"),
+        spec: None,
+        exp: Default::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -76,11 +83,30 @@ fn parse() -> Result<Args> {
             "--targets-only" => a.targets_only = true,
             "--tf32" => a.tf32 = true,
             "--fixtures" => a.fixtures = value("--fixtures")?.into(),
+            "--out" => a.exp.out = Some(value("--out")?.into()),
+            "--time-budget-s" => {
+                let v = value("--time-budget-s")?;
+                a.exp.time_budget_s = Some(
+                    v.parse()
+                        .with_context(|| format!("--time-budget-s: expected seconds, got {v:?}"))?,
+                )
+            }
+            "--summarize-only" => a.exp.summarize_only = true,
+            "--shard" => {
+                let v = value("--shard")?;
+                a.exp.shard = Some(
+                    crosslore_experiment::command::parse_shard(&v)
+                        .with_context(|| format!("--shard: expected I/N with I < N, got {v:?}"))?,
+                )
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
             c if !c.starts_with('-') && a.cmd.is_empty() => a.cmd = c.to_string(),
+            c if !c.starts_with('-') && a.cmd == "experiment" && a.spec.is_none() => {
+                a.spec = Some(c.into())
+            }
             other => bail!("unexpected argument {other:?}\n{USAGE}"),
         }
     }
@@ -100,6 +126,13 @@ fn write_json(path: &Option<PathBuf>, v: &impl serde::Serialize) -> Result<()> {
 
 fn main() -> Result<()> {
     let a = parse()?;
+    if a.cmd == "experiment" {
+        // runs on the device named by the spec's `device` key, not --device
+        let spec = a.spec.context("experiment needs a spec file")?;
+        let out = crosslore_experiment::run_experiment(&spec, &a.exp)?;
+        println!("results: {}", out.display());
+        return Ok(());
+    }
     let dev = parse_device(&a.device)?;
     match a.cmd.as_str() {
         "gpu-check" => {

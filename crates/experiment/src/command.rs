@@ -16,6 +16,17 @@ pub struct CommandOptions {
     pub time_budget_s: Option<f64>,
     /// Only rebuild the summary and plots from the run folders.
     pub summarize_only: bool,
+    /// Grids: run only shard `(index, count)` of the cells (several processes on one GPU);
+    /// projection and sweep experiments run in shard 0 only. Summarise afterwards with
+    /// `summarize_only`.
+    pub shard: Option<(usize, usize)>,
+}
+
+/// Parses `I/N` (`0 <= I < N`).
+pub fn parse_shard(s: &str) -> Option<(usize, usize)> {
+    let (i, n) = s.split_once('/')?;
+    let (i, n): (usize, usize) = (i.trim().parse().ok()?, n.trim().parse().ok()?);
+    (n > 0 && i < n).then_some((i, n))
 }
 
 /// The default output folder of a spec.
@@ -29,6 +40,10 @@ pub fn run_experiment(spec: &Path, opts: &CommandOptions) -> Result<PathBuf> {
     let out = opts.out.clone().unwrap_or_else(|| default_out(&exp));
     std::fs::create_dir_all(&out).map_err(|e| crate::ExperimentError::io(&out, "create", e))?;
     let log = |s: &str| eprintln!("experiment {}: {s}", exp.spec.name);
+    if exp.spec.kind != Kind::Grid && !opts.summarize_only && opts.shard.is_some_and(|s| s.0 != 0) {
+        log("not a grid: runs in shard 0 only");
+        return Ok(out);
+    }
     match exp.spec.kind {
         Kind::Grid => {
             if !opts.summarize_only {
@@ -37,6 +52,7 @@ pub fn run_experiment(spec: &Path, opts: &CommandOptions) -> Result<PathBuf> {
                     &exp,
                     &out,
                     GridOptions {
+                        shard: opts.shard,
                         time_budget_s: opts.time_budget_s,
                         log: &mut log_line,
                     },
@@ -47,6 +63,9 @@ pub fn run_experiment(spec: &Path, opts: &CommandOptions) -> Result<PathBuf> {
                     outcome.skipped.len(),
                     outcome.pending.len()
                 ));
+            }
+            if opts.shard.is_some() {
+                return Ok(out); // the shards' summary comes from a --summarize-only call
             }
             let summary = crate::summary::summarize(&exp, &out)?;
             summary.write(&out)?;
@@ -59,7 +78,11 @@ pub fn run_experiment(spec: &Path, opts: &CommandOptions) -> Result<PathBuf> {
             ));
         }
         Kind::Projection => {
-            let rep = crate::projection::run(&exp, &out)?;
+            let rep = if opts.summarize_only {
+                crate::projection::rewrite(&out)?
+            } else {
+                crate::projection::run(&exp, &out)?
+            };
             print!("{}", rep.markdown());
         }
         Kind::LrSweep => {

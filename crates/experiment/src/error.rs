@@ -24,10 +24,10 @@ pub enum ExperimentError {
     #[error("run {cell}: {source}")]
     Run {
         cell: String,
-        source: crosslore_train::TrainError,
+        source: Box<crosslore_train::TrainError>,
     },
     #[error(transparent)]
-    Train(#[from] crosslore_train::TrainError),
+    Train(Box<crosslore_train::TrainError>),
     #[error(transparent)]
     Data(#[from] crosslore_data::DataError),
     #[error(transparent)]
@@ -42,6 +42,12 @@ pub enum ExperimentError {
     Plot { file: String, msg: String },
     #[error("evaluation: {0}")]
     Eval(String),
+}
+
+impl From<crosslore_train::TrainError> for ExperimentError {
+    fn from(e: crosslore_train::TrainError) -> Self {
+        ExperimentError::Train(Box::new(e))
+    }
 }
 
 impl ExperimentError {

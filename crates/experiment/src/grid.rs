@@ -71,28 +71,29 @@ pub fn trim_float(x: f64) -> String {
     }
 }
 
-/// The cells of a grid in run order: by method (spec order), rank, ratio, then seed.
+/// The cells of a grid in run order: by seed, then method (spec order), rank, ratio.
 pub fn cells(exp: &Experiment) -> Vec<Cell> {
     let spec = &exp.spec;
     let mut out = Vec::new();
-    for &method in &spec.methods {
-        let ranks: Vec<Option<usize>> = if method == Method::Adamw {
-            vec![None]
-        } else {
-            spec.ranks.iter().map(|&r| Some(r)).collect()
-        };
-        let ratios: Vec<Option<f64>> = if method == Method::Crosslore {
-            if spec.residual_ratios.is_empty() {
-                vec![Some(exp.base.residual_ratio)]
+    // seeds outermost: a grid cut short by a time budget still has every group's first seeds
+    for &seed in &spec.seeds {
+        for &method in &spec.methods {
+            let ranks: Vec<Option<usize>> = if method == Method::Adamw {
+                vec![None]
             } else {
-                spec.residual_ratios.iter().map(|&r| Some(r)).collect()
-            }
-        } else {
-            vec![None]
-        };
-        for &rank in &ranks {
-            for &residual_ratio in &ratios {
-                for &seed in &spec.seeds {
+                spec.ranks.iter().map(|&r| Some(r)).collect()
+            };
+            let ratios: Vec<Option<f64>> = if method == Method::Crosslore {
+                if spec.residual_ratios.is_empty() {
+                    vec![Some(exp.base.residual_ratio)]
+                } else {
+                    spec.residual_ratios.iter().map(|&r| Some(r)).collect()
+                }
+            } else {
+                vec![None]
+            };
+            for &rank in &ranks {
+                for &residual_ratio in &ratios {
                     out.push(Cell {
                         method,
                         rank,
@@ -117,8 +118,22 @@ pub fn finished(dir: &Path, cfg: &TrainConfig) -> Option<RunSummary> {
     (s.steps + s.start_step > 0 && done == *cfg).then_some(s)
 }
 
+/// Shard `(index, count)` of a cell: FNV-1a of its id modulo `count`, so that the same cell id
+/// falls in the same shard in every spec (grids that share run folders never run one cell in two
+/// processes at once).
+pub fn shard_of(cell: &Cell, count: usize) -> usize {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in cell.id().bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    (h % count.max(1) as u64) as usize
+}
+
 /// How [`run_grid`] runs.
 pub struct GridOptions<'a> {
+    /// Run only the cells of shard `(index, count)` ([`shard_of`]); other processes run the rest.
+    pub shard: Option<(usize, usize)>,
     /// Do not start a cell that would likely end after this many seconds (elapsed + the
     /// longest cell so far); at least one cell runs per call. `None`: run all.
     pub time_budget_s: Option<f64>,
@@ -152,6 +167,11 @@ pub fn run_grid(exp: &Experiment, out: &Path, opts: GridOptions<'_>) -> Result<G
     let mut evaluated_before = false;
     let mut longest_cell_s = 0f64;
     for (i, cell) in all.iter().enumerate() {
+        if let Some((index, count)) = opts.shard {
+            if shard_of(cell, count) != index {
+                continue;
+            }
+        }
         let dir = cell_dir(exp, out, cell);
         let id = cell.id();
         let cfg = cell.config(&exp.base, &dir);
@@ -196,7 +216,7 @@ pub fn run_grid(exp: &Experiment, out: &Path, opts: GridOptions<'_>) -> Result<G
         )
         .map_err(|source| ExperimentError::Run {
             cell: id.clone(),
-            source,
+            source: Box::new(source),
         })?;
         if !exp.spec.keep_checkpoints {
             remove_checkpoints(&dir)?;
@@ -241,4 +261,48 @@ fn remove_checkpoints(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(method: Method, rank: Option<usize>, seed: u64) -> Cell {
+        Cell {
+            method,
+            rank,
+            residual_ratio: (method == Method::Crosslore).then_some(0.012),
+            seed,
+            learning_rate: 1e-3,
+        }
+    }
+
+    #[test]
+    fn shards_partition_the_cells_by_id() {
+        let cells: Vec<Cell> = [Method::Adamw, Method::Lora, Method::Crosslore]
+            .into_iter()
+            .flat_map(|m| (1..=5).map(move |s| cell(m, Some(16), s)))
+            .collect();
+        for n in [1, 2, 3, 8] {
+            let mut counts = vec![0; n];
+            for c in &cells {
+                let s = shard_of(c, n);
+                counts[s] += 1;
+                // the same id (e.g. from another spec sharing the run folders) maps the same way
+                let twin = Cell {
+                    learning_rate: 5.0,
+                    ..c.clone()
+                };
+                assert_eq!(shard_of(&twin, n), s);
+            }
+            assert_eq!(counts.iter().sum::<usize>(), cells.len());
+        }
+        assert_eq!(
+            cell(Method::Crosslore, Some(16), 2).id(),
+            "crosslore-r16-rho1.2pct-s2"
+        );
+        assert_eq!(cell(Method::Adamw, None, 1).group(), "adamw");
+        assert_eq!(trim_float(0.6000000001), "0.6");
+        assert_eq!(trim_float(0.0), "0");
+    }
 }

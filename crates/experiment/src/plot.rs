@@ -67,7 +67,7 @@ fn padded_range(lo: f64, hi: f64, zero: bool) -> (f64, f64) {
     } else {
         (lo, hi)
     };
-    if !(hi > lo) {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         lo -= 0.5;
         hi += 0.5;
     }

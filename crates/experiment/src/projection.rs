@@ -179,6 +179,21 @@ pub fn run(exp: &Experiment, out: &Path) -> Result<ProjectionReport> {
     Ok(report)
 }
 
+/// Re-reads `out/projection.json` and rewrites `projection.md` and the plots (no training).
+pub fn rewrite(out: &Path) -> Result<ProjectionReport> {
+    let p = out.join("projection.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| ExperimentError::io(&p, "read", e))?;
+    let report: ProjectionReport =
+        serde_json::from_str(&text).map_err(|e| ExperimentError::BadFile {
+            path: p.clone(),
+            msg: e.to_string(),
+        })?;
+    let md = out.join("projection.md");
+    std::fs::write(&md, report.markdown()).map_err(|e| ExperimentError::io(&md, "write", e))?;
+    report.plots(&out.join("plots"))?;
+    Ok(report)
+}
+
 fn measure(
     trainer: &Trainer,
     probe: &[Encoded],

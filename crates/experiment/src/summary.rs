@@ -35,6 +35,9 @@ pub struct CellResult {
     pub trainable_bytes: usize,
     /// Weights + gradient peak + optimizer state + activations (the run's memory accounting).
     pub estimated_peak_bytes: usize,
+    /// Seconds spent in projection refreshes (GaLore SVD / CrossLore RSI + cross-head), summed
+    /// over the logged steps.
+    pub refresh_s: f64,
     /// (step, loss) of every logged step.
     pub loss_curve: Vec<(usize, f64)>,
 }
@@ -52,6 +55,7 @@ pub struct GroupSummary {
     pub last_loss: Option<Stat>,
     pub heldout_loss_after: Option<Stat>,
     pub mean_step_s: Option<Stat>,
+    pub refresh_s: Option<Stat>,
     pub optimizer_state_mib: Option<Stat>,
     pub estimated_peak_mib: Option<Stat>,
     /// Mean loss over the seeds at each logged step (steps every seed logged).
@@ -115,6 +119,7 @@ pub fn cell_result(cell: &Cell, dir: &Path, run: &RunSummary) -> Result<CellResu
         optimizer_state_bytes: run.memory.optimizer_state_bytes,
         trainable_bytes: run.memory.trainable_bytes,
         estimated_peak_bytes: run.memory.estimated_peak_bytes,
+        refresh_s: lines.iter().map(|l| l.refresh_s).sum(),
         loss_curve: lines.iter().map(|l| (l.step, l.loss)).collect(),
     })
 }
@@ -169,6 +174,7 @@ pub fn aggregate(results: &[CellResult]) -> Vec<GroupSummary> {
                 last_loss: stat_of(&cs, |c| c.last_loss),
                 heldout_loss_after: stat_of(&cs, |c| c.heldout_loss_after),
                 mean_step_s: stat_of(&cs, |c| Some(c.mean_step_s)),
+                refresh_s: stat_of(&cs, |c| Some(c.refresh_s)),
                 optimizer_state_mib: stat_of(&cs, |c| Some(c.optimizer_state_bytes as f64 / MIB)),
                 estimated_peak_mib: stat_of(&cs, |c| Some(c.estimated_peak_bytes as f64 / MIB)),
                 loss_curve,
@@ -231,7 +237,7 @@ impl ExperimentSummary {
             "Model `{}`, {} steps (epochs {} when 0), batch {} x accum {}, max_len {}, {} \
              schedule, warm-up {}, update_interval {}, scale {}, device {:?}, dtype {:?}. \
              Values: mean ± sample std over seeds (n in the seeds column). Time: mean wall \
-             time per optimizer step. Memory: the run's accounting (weights + gradient peak + \
+             time per optimizer step; refresh s: seconds in projection refreshes per run. Memory: the run's accounting (weights + gradient peak + \
              optimizer state + activation estimate) and the optimizer state alone.\n",
             b.model,
             b.max_steps,
@@ -256,9 +262,9 @@ impl ExperimentSummary {
         }
         let _ = writeln!(
             s,
-            " final train loss | held-out loss | s/step | optimizer state MiB | est. peak MiB |"
+            " final train loss | held-out loss | s/step | refresh s | optimizer state MiB | est. peak MiB |"
         );
-        let _ = writeln!(s, "|{}", "---|".repeat(5 + cols.len() + 5));
+        let _ = writeln!(s, "|{}", "---|".repeat(5 + cols.len() + 6));
         for g in &self.groups {
             let _ = write!(
                 s,
@@ -280,10 +286,11 @@ impl ExperimentSummary {
             }
             let _ = writeln!(
                 s,
-                " {} | {} | {} | {} | {} |",
+                " {} | {} | {} | {} | {} | {} |",
                 opt_stat(&g.last_loss, 4),
                 opt_stat(&g.heldout_loss_after, 4),
                 opt_stat(&g.mean_step_s, 4),
+                opt_stat(&g.refresh_s, 2),
                 opt_stat(&g.optimizer_state_mib, 1),
                 opt_stat(&g.estimated_peak_mib, 0),
             );

@@ -247,7 +247,7 @@ pub fn run(
                     )
                     .map_err(|source| ExperimentError::Run {
                         cell: dir.display().to_string(),
-                        source,
+                        source: Box::new(source),
                     })?;
                     remove_checkpoints(&dir)?;
                     ran += 1;

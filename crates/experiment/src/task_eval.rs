@@ -42,6 +42,9 @@ pub struct EvalSettings {
 /// Progress of an evaluation: label, examples done, examples in all, generated tokens per second.
 pub type ProgressFn<'a> = &'a mut dyn FnMut(&str, usize, usize, f64);
 
+/// An owned [`ProgressFn`].
+pub type BoxedProgress<'a> = Box<dyn FnMut(&str, usize, usize, f64) + 'a>;
+
 /// One evaluated example.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalOutput {
@@ -348,7 +351,7 @@ pub struct GenerationEvaluator<'a> {
     pub before: bool,
     /// Print each report's table on stderr.
     pub print_tables: bool,
-    pub progress: Option<Box<dyn FnMut(&str, usize, usize, f64) + 'a>>,
+    pub progress: Option<BoxedProgress<'a>>,
     pub reports: Vec<(EvalPhase, EvalReport)>,
 }
 
@@ -383,6 +386,8 @@ impl Evaluator for GenerationEvaluator<'_> {
             test,
             cfg,
             self.batch_size,
+            // not `as_deref_mut()`: the explicit reborrow shortens the trait object's lifetime
+            #[allow(clippy::option_as_ref_deref)]
             self.progress
                 .as_mut()
                 .map(|f| -> ProgressFn<'_> { &mut **f }),
