@@ -17,8 +17,12 @@
 //!
 //! Floors per step: bytes = the minimum traffic of the update (read weight, gradient and state,
 //! write weight and state; see [`bytes_and_flops`]) / measured copy bandwidth; FLOPs = the two
-//! projection products `2 * 2 m n r` per projected matrix / measured f32 thin-matmul rate. The
-//! floor is the larger of the two.
+//! projection products `2 * 2 m n r` per projected matrix / measured bf16 square-matmul rate (a
+//! lower bound: thin products run below it; the
+//! gradients are bf16, and the optimizer projects a bf16 gradient and forms a bf16 weight's update
+//! in bf16 with f32 accumulation, `crosslore_optim::Projector::project`; until 2026-11-28 20:35 the
+//! products ran in f32 and this floor used the f32 thin-matmul rate). The floor is the larger of
+//! the two.
 use candle_core::{DType, Device, Tensor, Var};
 use crosslore_optim::crosslore::{CrossHeadConfig, ModelHeads};
 use crosslore_optim::residual::{index_len, ResidualConfig};
@@ -204,7 +208,7 @@ pub fn run(dev: &Device, opt: &P2Options) -> Result<P2Report> {
             flops += f;
         }
         let bytes_floor_s = bytes / rates.copy_bytes_per_s;
-        let flop_floor_s = flops / rates.f32_thin_flops;
+        let flop_floor_s = flops / rates.bf16_square_flops;
         let state_bytes = o.state_bytes().total;
         eprintln!("p2: {}: {:.4} s/step", method.name(), med);
         methods.push(MethodResult {
@@ -255,9 +259,9 @@ pub fn table(rep: &P2Report) -> String {
         );
     }
     s += &format!(
-        "\ncopy {:.2} TB/s, f32 thin matmul {:.1} TFLOP/s (floors from these, same run)\n",
+        "\ncopy {:.2} TB/s, bf16 matmul {:.0} TFLOP/s (floors from these, same run)\n",
         rep.rates.copy_bytes_per_s / 1e12,
-        rep.rates.f32_thin_flops / 1e12
+        rep.rates.bf16_square_flops / 1e12
     );
     s
 }
