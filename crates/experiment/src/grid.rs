@@ -211,6 +211,7 @@ pub fn run_grid(exp: &Experiment, out: &Path, opts: GridOptions<'_>) -> Result<G
                 evaluator: Some(&mut eval),
                 on_step: Some(&mut on_step),
                 skip_export: true,
+                skip_final_checkpoint: !exp.spec.keep_checkpoints,
                 ..Default::default()
             },
         )

@@ -242,6 +242,7 @@ pub fn run(
                             evaluator: Some(&mut ev),
                             on_step: None,
                             skip_export: true,
+                            skip_final_checkpoint: true,
                             ..Default::default()
                         },
                     )
