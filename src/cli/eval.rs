@@ -87,7 +87,6 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         max_new_tokens: args.max_new_tokens,
         batch_size: args.batch_size,
         eos_ids: m.eos_ids.clone(),
-        progress: true,
     };
     let task_name = Path::new(&args.task)
         .file_stem()
@@ -99,6 +98,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         &examples,
         task_format(&args.task, format),
         &settings,
+        true,
         (&task_name, &args.model.model),
     )?;
     print!("{}", report.table());

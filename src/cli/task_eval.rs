@@ -4,31 +4,15 @@
 //! [`crosslore_train::Evaluator`], by `crosslore finetune` before and after training.
 
 use anyhow::Result;
-use crosslore_data::{Example, Format, Template};
-use crosslore_eval::Metric;
+use crosslore_data::{Example, Format};
 use crosslore_experiment::task_eval as lib;
 use crosslore_model::Llama;
 use crosslore_train::{EvalPhase, Evaluator, TrainConfig, TrainError};
 use tokenizers::Tokenizer;
 
-pub use crosslore_experiment::task_eval::{compare_table, task_format, EvalReport};
+pub use crosslore_experiment::task_eval::{compare_table, task_format, EvalReport, EvalSettings};
 
 use super::progress::Progress;
-
-/// How a task is evaluated.
-#[derive(Debug, Clone)]
-pub struct EvalSettings {
-    pub template: Template,
-    /// `None`: the task's defaults ([`lib::default_metrics`]).
-    pub metrics: Option<Vec<Metric>>,
-    pub max_new_tokens: usize,
-    /// Prompts generated together (sorted by length to limit padding).
-    pub batch_size: usize,
-    /// Generation ends at these ids (the template's end-of-turn marker is added).
-    pub eos_ids: Vec<u32>,
-    /// Show progress on stderr.
-    pub progress: bool,
-}
 
 /// A progress display fed by the library's per-batch callback (created at the first batch).
 fn progress_display() -> impl FnMut(&str, usize, usize, f64) {
@@ -46,29 +30,13 @@ pub fn evaluate(
     examples: &[Example],
     format: Option<Format>,
     settings: &EvalSettings,
+    progress: bool,
     labels: (&str, &str),
 ) -> Result<EvalReport> {
-    let lib_settings = lib::EvalSettings {
-        template: settings.template,
-        metrics: settings.metrics.clone(),
-        max_new_tokens: settings.max_new_tokens,
-        batch_size: settings.batch_size,
-        eos_ids: settings.eos_ids.clone(),
-    };
     let mut show = progress_display();
-    let progress: Option<lib::ProgressFn> = if settings.progress {
-        Some(&mut show)
-    } else {
-        None
-    };
+    let progress: Option<lib::ProgressFn> = if progress { Some(&mut show) } else { None };
     Ok(lib::evaluate(
-        model,
-        tokenizer,
-        examples,
-        format,
-        &lib_settings,
-        labels,
-        progress,
+        model, tokenizer, examples, format, settings, labels, progress,
     )?)
 }
 
