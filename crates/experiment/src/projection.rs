@@ -206,11 +206,7 @@ fn measure(
     let model = trainer.model();
     let dev = model.device().clone();
     let refs: Vec<&Encoded> = probe.iter().collect();
-    let b = pad(&refs, pad_id);
-    let shape = (b.batch_size, b.seq_len);
-    let ids = Tensor::from_vec(b.input_ids, shape, &dev)?; // [b, s]
-    let mask = Tensor::from_vec(b.attention_mask, shape, &dev)?;
-    let labels = Tensor::from_vec(b.labels, shape, &dev)?;
+    let (ids, mask, labels) = crosslore_train::eval::batch_tensors(&pad(&refs, pad_id), &dev)?;
     let logits = model.forward(&ids, Some(&mask))?;
     let (sum, n) = causal_lm_loss_sum(&logits, &labels, None)?;
     let loss = (sum / n.max(1) as f64)?;

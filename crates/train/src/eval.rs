@@ -3,8 +3,8 @@
 //! [`crate::run::run_finetune_with`] calls before and after training. This module also gives the
 //! one evaluation the training crate owns: held-out token loss (teacher forcing).
 
-use candle_core::Tensor;
-use crosslore_data::{pad, Encoded, Example};
+use candle_core::{Device, Tensor};
+use crosslore_data::{pad, Batch, Encoded, Example};
 use crosslore_model::{causal_lm_loss_sum, Llama};
 use tokenizers::Tokenizer;
 
@@ -32,6 +32,15 @@ pub trait Evaluator {
     ) -> Result<serde_json::Value>;
 }
 
+/// A collated batch on `dev`: `(ids u32, attention mask u8, labels i64)`, each `[batch, seq]`.
+pub fn batch_tensors(b: &Batch, dev: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+    let shape = (b.batch_size, b.seq_len);
+    let ids = Tensor::from_slice(&b.input_ids, shape, dev)?; // [b, s]
+    let mask = Tensor::from_slice(&b.attention_mask, shape, dev)?;
+    let labels = Tensor::from_slice(&b.labels, shape, dev)?;
+    Ok((ids, mask, labels))
+}
+
 /// Mean token loss of `examples` (prompt masked), in batches of `batch_size`, evaluation mode.
 pub fn heldout_loss(
     model: &Llama,
@@ -49,11 +58,7 @@ pub fn heldout_loss(
     let (mut sum, mut count) = (0f64, 0usize);
     for chunk in examples.chunks(batch_size.max(1)) {
         let refs: Vec<&Encoded> = chunk.iter().collect();
-        let b = pad(&refs, pad_id);
-        let shape = (b.batch_size, b.seq_len);
-        let ids = Tensor::from_vec(b.input_ids, shape, &dev)?; // [b, s]
-        let mask = Tensor::from_vec(b.attention_mask, shape, &dev)?;
-        let labels = Tensor::from_vec(b.labels, shape, &dev)?;
+        let (ids, mask, labels) = batch_tensors(&pad(&refs, pad_id), &dev)?;
         let logits = model.forward(&ids, Some(&mask))?;
         let (s, n) = causal_lm_loss_sum(&logits, &labels, None)?;
         sum += s.to_scalar::<f32>()? as f64;

@@ -281,10 +281,7 @@ impl Trainer {
 
     fn micro(&mut self, batch: &crosslore_data::Batch, dev: &Device) -> Result<Micro> {
         let (b, s) = (batch.batch_size, batch.seq_len);
-        // [b, s]
-        let ids = Tensor::from_vec(batch.input_ids.clone(), (b, s), dev)?;
-        let mask = Tensor::from_vec(batch.attention_mask.clone(), (b, s), dev)?;
-        let labels = Tensor::from_vec(batch.labels.clone(), (b, s), dev)?;
+        let (ids, mask, labels) = crate::eval::batch_tensors(batch, dev)?; // [b, s] each
         Ok(Micro {
             ids,
             mask,
