@@ -3,7 +3,9 @@
 //! from the graph (DoRA paper Sec. 4.3; peft does the same). peft's forward, reproduced here:
 //! `y = W x + (m/n - 1) * W x' + (m/n) * s * B A x'`, `x' = dropout(x)`, `n = ||W + s B A||_c`.
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, D};
+
+use crate::weight::Weight;
 use crosslore_linalg::Rng;
 
 use crate::error::Result;
@@ -13,7 +15,7 @@ use crate::lora::{AdapterConfig, Lora};
 pub struct Dora {
     pub lora: Lora,
     /// `[out]`, f32: initialised to `||W||_c` (B = 0 at init).
-    pub magnitude: Var,
+    pub magnitude: Weight,
 }
 
 impl Dora {
@@ -23,7 +25,7 @@ impl Dora {
         let m = Self::weight_norm(w, &lora)?;
         Ok(Dora {
             lora,
-            magnitude: Var::from_tensor(&m)?,
+            magnitude: Weight::trainable(&m)?,
         })
     }
 
@@ -37,7 +39,7 @@ impl Dora {
     /// Returns f32 `[.., out]`.
     pub fn forward(&self, w: &Tensor, x_drop: &Tensor, base_out: &Tensor) -> Result<Tensor> {
         let n = Self::weight_norm(w, &self.lora)?;
-        let scale = self.magnitude.as_tensor().div(&n)?; // [out]
+        let scale = self.magnitude.tensor().div(&n)?; // [out]
         let lora_out = self.lora.forward(x_drop)?; // s * B A x', [.., out]
         let base = base_out.to_dtype(DType::F32)?;
         let a = base.broadcast_mul(&(&scale - 1.0)?)?;
@@ -47,7 +49,7 @@ impl Dora {
     /// Dense merged weight `(m / n) * (W + s B A)` in `w`'s dtype (peft `merge`).
     pub fn merge(&self, w: &Tensor) -> Result<Tensor> {
         let n = Self::weight_norm(w, &self.lora)?;
-        let scale = self.magnitude.as_tensor().div(&n)?.unsqueeze(1)?; // [out, 1]
+        let scale = self.magnitude.tensor().div(&n)?.unsqueeze(1)?; // [out, 1]
         let full = (w.to_dtype(DType::F32)? + self.lora.delta_weight()?)?;
         Ok(full.broadcast_mul(&scale)?.to_dtype(w.dtype())?)
     }

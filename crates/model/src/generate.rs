@@ -308,6 +308,8 @@ pub fn generate(
         ));
     }
     check_prompts(model, prompts)?;
+    // No graph through trainable weights (evaluation inside a training run).
+    let model = &model.inference_view();
     if !cfg.use_cache {
         return prompts
             .iter()

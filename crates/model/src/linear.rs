@@ -94,14 +94,35 @@ impl Linear {
             Some(Adapter::Dora(d)) => Some(&d.lora),
         };
         if let Some(l) = lora {
-            out.push((format!("{}.lora_A.weight", self.name), l.a.clone()));
-            out.push((format!("{}.lora_B.weight", self.name), l.b.clone()));
+            for (suffix, w) in [("lora_A.weight", &l.a), ("lora_B.weight", &l.b)] {
+                if let Some(v) = w.var() {
+                    out.push((format!("{}.{suffix}", self.name), v.clone()));
+                }
+            }
         }
         if let Some(Adapter::Dora(d)) = &self.adapter {
-            out.push((
-                format!("{}.lora_magnitude_vector", self.name),
-                d.magnitude.clone(),
-            ));
+            if let Some(v) = d.magnitude.var() {
+                out.push((format!("{}.lora_magnitude_vector", self.name), v.clone()));
+            }
+        }
+        out
+    }
+
+    /// The same layer with every weight (adapters included) frozen on the same storage.
+    pub fn frozen_view(&self) -> Linear {
+        let mut out = self.clone();
+        out.weight = self.weight.frozen_view();
+        let freeze = |l: &mut crate::lora::Lora| {
+            l.a = l.a.frozen_view();
+            l.b = l.b.frozen_view();
+        };
+        match &mut out.adapter {
+            None => {}
+            Some(Adapter::Lora(l)) => freeze(l),
+            Some(Adapter::Dora(d)) => {
+                freeze(&mut d.lora);
+                d.magnitude = d.magnitude.frozen_view();
+            }
         }
         out
     }

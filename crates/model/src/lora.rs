@@ -4,6 +4,8 @@
 //! `autocast_adapter_dtype=True`); the adapter path computes in f32 and casts its result back.
 
 use candle_core::{DType, Device, Tensor, Var};
+
+use crate::weight::Weight;
 use crosslore_linalg::Rng;
 
 use crate::error::{ModelError, Result};
@@ -166,9 +168,9 @@ impl AdapterConfig {
 #[derive(Debug, Clone)]
 pub struct Lora {
     /// `[r, in]`, f32.
-    pub a: Var,
+    pub a: Weight,
     /// `[out, r]`, f32.
-    pub b: Var,
+    pub b: Weight,
     pub scaling: f64,
 }
 
@@ -185,8 +187,8 @@ impl Lora {
         let a: Vec<f32> = (0..cfg.rank * n_in)
             .map(|_| ((2.0 * rng.next_f64() - 1.0) * bound) as f32)
             .collect();
-        let a = Var::from_tensor(&Tensor::from_vec(a, (cfg.rank, n_in), device)?)?;
-        let b = Var::zeros((n_out, cfg.rank), DType::F32, device)?;
+        let a = Weight::trainable(&Tensor::from_vec(a, (cfg.rank, n_in), device)?)?;
+        let b = Weight::Trainable(Var::zeros((n_out, cfg.rank), DType::F32, device)?);
         Ok(Lora {
             a,
             b,
@@ -197,13 +199,13 @@ impl Lora {
     /// `s * B (A x)` for `x: [.., in]` (any dtype; computed in f32) -> `[.., out]` f32.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.to_dtype(DType::F32)?;
-        let h = linear(&x, self.a.as_tensor())?; // [.., r]
-        Ok((linear(&h, self.b.as_tensor())? * self.scaling)?)
+        let h = linear(&x, self.a.tensor())?; // [.., r]
+        Ok((linear(&h, self.b.tensor())? * self.scaling)?)
     }
 
     /// `s * B A`, `[out, in]` f32.
     pub fn delta_weight(&self) -> Result<Tensor> {
-        Ok((self.b.as_tensor().matmul(self.a.as_tensor())? * self.scaling)?)
+        Ok((self.b.tensor().matmul(self.a.tensor())? * self.scaling)?)
     }
 
     /// Dense `W + s B A` in `w`'s dtype (peft `merge`).

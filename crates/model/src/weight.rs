@@ -33,4 +33,15 @@ impl Weight {
             Weight::Frozen(_) => None,
         }
     }
+
+    /// A frozen handle on the same storage (no copy): ops on it record no graph, so inference
+    /// through a trainable model keeps no activations alive ([`crate::Llama::inference_view`]).
+    pub fn frozen_view(&self) -> Weight {
+        Weight::Frozen(self.tensor().detach())
+    }
+
+    /// A trainable weight (a new `Var` from `t`).
+    pub fn trainable(t: &Tensor) -> Result<Self> {
+        Ok(Weight::Trainable(Var::from_tensor(t)?))
+    }
 }

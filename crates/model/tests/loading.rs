@@ -511,3 +511,31 @@ fn adapter_backward_holds_no_base_weight_gradients() {
         assert_eq!(n_weight_sized, 0, "{kind:?}");
     }
 }
+
+/// `inference_view`: same logits bit for bit, no trainable parameter, and its outputs record no
+/// graph (so inference inside a training run keeps no activations alive), for full training and
+/// both adapter kinds; the original model stays trainable.
+#[test]
+fn inference_view_is_identical_and_records_no_graph() {
+    for training in [
+        Training::Full,
+        Training::Adapter(lora_cfg(AdapterKind::Lora, 0.0)),
+        Training::Adapter(lora_cfg(AdapterKind::Dora, 0.0)),
+    ] {
+        let m = Llama::from_hf_folder(&fixture("tied_gqa"), &opts(training.clone())).unwrap();
+        perturb_b(&m);
+        let x = ids(&reference("tied_gqa"));
+        let logits = m.forward(&x, None).unwrap();
+        assert!(logits.track_op(), "a trainable model records the graph");
+        let v = m.inference_view();
+        assert!(v.params().is_empty());
+        let lv = v.forward(&x, None).unwrap();
+        assert!(!lv.track_op(), "the view must record nothing");
+        let (a, b) = (
+            logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            lv.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+        assert!(!m.params().is_empty(), "the original is untouched");
+    }
+}

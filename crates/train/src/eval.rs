@@ -55,6 +55,7 @@ pub fn heldout_loss(
         });
     }
     let dev = model.device().clone();
+    let model = &model.inference_view(); // no graph: evaluation only
     let (mut sum, mut count) = (0f64, 0usize);
     for chunk in examples.chunks(batch_size.max(1)) {
         let refs: Vec<&Encoded> = chunk.iter().collect();
