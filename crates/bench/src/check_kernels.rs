@@ -142,15 +142,7 @@ pub fn run(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()> {
         &delta.to_device(dev)?,
         coef as f32,
     )?;
-    let (c, d) = (host_f32(&wc)?, host_f32(&wd)?);
-    let (mut mx, mut ulps) = (0f64, 0f64);
-    for (x, y) in d.iter().zip(&c) {
-        let diff = (x - y).abs() as f64;
-        mx = mx.max(diff);
-        if diff > 0.0 {
-            ulps = ulps.max(diff / (y.abs() as f64 * 2f64.powi(-8)).max(f64::MIN_POSITIVE));
-        }
-    }
+    let (mx, ulps) = bf16_ulp_diff(&host_f32(&wc)?, &host_f32(&wd)?);
     rep.push(
         "scatter_sub bf16 [300,200] at 5000 indices: max diff in bf16 ulps",
         mx,
@@ -166,15 +158,7 @@ pub fn run(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()> {
         .to_dtype(DType::BF16)?;
     let wd = w.to_device(dev)?;
     kernels::lowrank_update(&wd, &u.to_device(dev)?, c_, d_)?;
-    let (c, d) = (host_f32(&wc)?, host_f32(&wd)?);
-    let (mut mx, mut ulps) = (0f64, 0f64);
-    for (x, y) in d.iter().zip(&c) {
-        let diff = (x - y).abs() as f64;
-        mx = mx.max(diff);
-        if diff > 0.0 {
-            ulps = ulps.max(diff / (y.abs() as f64 * 2f64.powi(-8)).max(f64::MIN_POSITIVE));
-        }
-    }
+    let (mx, ulps) = bf16_ulp_diff(&host_f32(&wc)?, &host_f32(&wd)?);
     rep.push(
         "lowrank_update bf16 [300,200]: max diff in bf16 ulps",
         mx,
@@ -216,4 +200,18 @@ pub fn run(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()> {
 
 fn host_f32(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// Largest absolute difference of `d` from the reference `c`, and the largest difference in bf16
+/// ulps of the reference value (8 mantissa bits).
+fn bf16_ulp_diff(c: &[f32], d: &[f32]) -> (f64, f64) {
+    let (mut mx, mut ulps) = (0f64, 0f64);
+    for (x, y) in d.iter().zip(c) {
+        let diff = (x - y).abs() as f64;
+        mx = mx.max(diff);
+        if diff > 0.0 {
+            ulps = ulps.max(diff / (y.abs() as f64 * 2f64.powi(-8)).max(f64::MIN_POSITIVE));
+        }
+    }
+    (mx, ulps)
 }

@@ -284,30 +284,17 @@ pub fn run(dev: &Device, fixtures: &Path, seed: u64) -> Result<ModelCheckReport>
         push(compare(format!("{case} f32 logits"), &ld, &lc, TOL_F32)?);
         push(compare(format!("{case} f32 loss"), &sd, &sc, TOL_F32)?);
         // one line per case: the worst gradient; every gradient must pass
-        let mut worst: Option<ModelCheck> = None;
-        let mut all_pass = true;
+        let mut grads = Vec::with_capacity(gc.len());
         for ((nc, c), (nd, d)) in gc.iter().zip(&gd) {
             if nc != nd {
                 return Err(BenchError::Config(format!(
                     "{case}: parameter order {nc} vs {nd}"
                 )));
             }
-            let k = compare(format!("{case} f32 grad {nc}"), d, c, TOL_F32)?;
-            all_pass &= k.pass;
-            if worst
-                .as_ref()
-                .is_none_or(|w| k.rel > w.rel || k.rel.is_nan())
-            {
-                worst = Some(k);
-            }
+            grads.push(compare(format!("{case} f32 grad {nc}"), d, c, TOL_F32)?);
         }
-        if let Some(mut w) = worst {
-            w.name = format!(
-                "{case} f32 grads ({}), worst {}",
-                gc.len(),
-                w.name.rsplit(' ').next().unwrap_or("")
-            );
-            w.pass = all_pass && gc.len() == gd.len();
+        let label = format!("{case} f32 grads ({})", gc.len());
+        if let Some(w) = worst_of(grads, &label, gc.len() == gd.len()) {
             push(w);
         }
         let mb = load(&dir, dev, DType::BF16, Training::Frozen)?;
@@ -346,25 +333,13 @@ pub fn run(dev: &Device, fixtures: &Path, seed: u64) -> Result<ModelCheckReport>
             );
             sensitivity.push(k);
         }
-        let mut worst: Option<ModelCheck> = None;
-        let mut all_pass = wc.len() == wd.len();
-        for ((nc, c), (_, d)) in wc.iter().zip(&wd) {
-            let k = compare(format!("{method:?} {nc}"), d, c, TOL_TRAIN)?;
-            all_pass &= k.pass;
-            if worst
-                .as_ref()
-                .is_none_or(|w| k.rel > w.rel || k.rel.is_nan())
-            {
-                worst = Some(k);
-            }
-        }
-        if let Some(mut w) = worst {
-            w.name = format!(
-                "train {method:?} 3 steps ({} tensors), worst {}",
-                wc.len(),
-                w.name.rsplit(' ').next().unwrap_or("")
-            );
-            w.pass = all_pass;
+        let trained = wc
+            .iter()
+            .zip(&wd)
+            .map(|((nc, c), (_, d))| compare(format!("{method:?} {nc}"), d, c, TOL_TRAIN))
+            .collect::<Result<Vec<_>>>()?;
+        let label = format!("train {method:?} 3 steps ({} tensors)", wc.len());
+        if let Some(w) = worst_of(trained, &label, wc.len() == wd.len()) {
             push(w);
         }
     }
@@ -372,5 +347,26 @@ pub fn run(dev: &Device, fixtures: &Path, seed: u64) -> Result<ModelCheckReport>
         device: crate::device_name(dev),
         checks,
         sensitivity,
+    })
+}
+
+/// One line for many checks: the worst (largest `rel`, a NaN counts as worst) renamed
+/// `<label>, worst <tensor>`, passing only if every check passed and `complete` holds.
+fn worst_of(checks: Vec<ModelCheck>, label: &str, complete: bool) -> Option<ModelCheck> {
+    let all_pass = complete && checks.iter().all(|k| k.pass);
+    let mut worst: Option<ModelCheck> = None;
+    for k in checks {
+        if worst
+            .as_ref()
+            .is_none_or(|w| k.rel > w.rel || k.rel.is_nan())
+        {
+            worst = Some(k);
+        }
+    }
+    worst.map(|mut w| {
+        let tensor = w.name.rsplit(' ').next().unwrap_or("").to_string();
+        w.name = format!("{label}, worst {tensor}");
+        w.pass = all_pass;
+        w
     })
 }

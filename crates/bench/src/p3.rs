@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
-use crosslore_data::{Encoded, IGNORE_INDEX};
+use crosslore_data::Encoded;
 use crosslore_linalg::Rng;
 use crosslore_model::{Llama, LlamaConfig, LoadOptions, Training};
 use crosslore_train::config::{DType as TrainDType, DeviceKind, Method};
@@ -108,16 +108,7 @@ fn dataset(n: usize, seq: usize, vocab: usize, seed: u64) -> Vec<Encoded> {
     (0..n)
         .map(|_| {
             let ids: Vec<u32> = (0..seq).map(|_| rng.below(vocab as u64) as u32).collect();
-            let labels = ids
-                .iter()
-                .enumerate()
-                .map(|(i, &t)| if i == 0 { IGNORE_INDEX } else { t as i64 })
-                .collect();
-            Encoded {
-                input_ids: ids,
-                labels,
-                truncated: false,
-            }
+            Encoded::from_ids(ids, 1)
         })
         .collect()
 }

@@ -250,7 +250,7 @@ pub fn run_grid(exp: &Experiment, out: &Path, opts: GridOptions<'_>) -> Result<G
 }
 
 /// Deletes `ckpt-*` folders of a finished run (model + optimizer state: hundreds of MB each).
-fn remove_checkpoints(dir: &Path) -> Result<()> {
+pub(crate) fn remove_checkpoints(dir: &Path) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| ExperimentError::io(dir, "list", e))?;
     for e in entries.flatten() {
         let p = e.path();

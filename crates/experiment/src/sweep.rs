@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::error::{ExperimentError, Result};
-use crate::grid::{finished, Cell};
+use crate::grid::{finished, remove_checkpoints, Cell};
 use crate::plot::{lines, Series};
 use crate::spec::{method_name, Experiment, SelectBy};
 use crate::task_eval::evaluate_run_phase;
@@ -308,20 +308,6 @@ pub fn run(
 
 fn fmt_lr(lr: f64) -> String {
     format!("{lr:e}")
-}
-
-fn remove_checkpoints(dir: &Path) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| ExperimentError::io(dir, "list", e))?;
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir()
-            && p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("ckpt-"))
-        {
-            std::fs::remove_dir_all(&p).map_err(|e| ExperimentError::io(&p, "remove", e))?;
-        }
-    }
-    Ok(())
 }
 
 /// The best learning rate per method: lowest validation loss, or highest metric (ties: the

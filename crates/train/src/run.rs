@@ -307,17 +307,19 @@ pub fn run_finetune_with(cfg: &TrainConfig, mut opts: RunOptions<'_>) -> Result<
         _ => None,
     };
 
-    if cfg.resume {
-        if let Some(ckpt) = latest_checkpoint(&run_dir)? {
-            trainer.resume_from(&ckpt)?;
-        }
+    // The newest checkpoint and the step it holds (a resumed run starts with its own).
+    let mut checkpoint = if cfg.resume {
+        latest_checkpoint(&run_dir)?
+    } else {
+        None
+    };
+    if let Some(ckpt) = &checkpoint {
+        trainer.resume_from(ckpt)?;
     }
     let start_step = trainer.steps_done();
     let mut log = MetricsLog::open_at(&run_dir.join("metrics.jsonl"), start_step)?;
     let (mut first, mut last) = (None, None);
     let t0 = Instant::now();
-    // The newest checkpoint and the step it holds (a resumed run starts with its own).
-    let mut checkpoint = latest_checkpoint(&run_dir)?.filter(|_| cfg.resume);
     let mut saved_step = checkpoint.as_ref().map(|_| start_step);
     let stop_requested = || opts.stop.is_some_and(|f| f.load(Ordering::SeqCst));
     let mut stopped_early = false;
