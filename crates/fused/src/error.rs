@@ -1,0 +1,20 @@
+use thiserror::Error;
+
+/// Errors of the fused operations: a shape/dtype/device contract broken by the caller, or a
+/// failure inside candle or a CUDA launch.
+#[derive(Debug, Error)]
+pub enum FusedError {
+    #[error("{op}: {msg}")]
+    Invalid { op: &'static str, msg: String },
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, FusedError>;
+
+pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> FusedError {
+    FusedError::Invalid {
+        op,
+        msg: msg.into(),
+    }
+}
