@@ -8,6 +8,10 @@ pub enum FusedError {
     Invalid { op: &'static str, msg: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// A launch helper of `crosslore_linalg::kernels` refused (device or dtype of a tensor).
+    #[cfg(feature = "cuda")]
+    #[error(transparent)]
+    Launch(#[from] crosslore_linalg::LinalgError),
 }
 
 pub type Result<T> = std::result::Result<T, FusedError>;

@@ -12,6 +12,8 @@
 
 pub mod attention;
 mod check;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod error;
 pub mod reference;
 pub mod rmsnorm;

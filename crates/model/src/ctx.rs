@@ -13,6 +13,9 @@ pub struct ForwardCtx {
     /// Additive f32 mask, `0` where attended and `f32::MIN` elsewhere (transformers' convention),
     /// `[1, 1, seq, seq]` (causal only) or `[batch, 1, seq, seq]` (causal and padding).
     pub mask: Tensor,
+    /// The batch's attention mask `[batch, seq]` (f32 0/1, 1 = real token) when one was given:
+    /// the fused block's softmax takes it instead of the additive `mask`.
+    pub key_mask: Option<Tensor>,
     /// Training mode: adapter dropout is active.
     pub train: bool,
     /// Seed of this forward's dropout masks. Each adapted linear layer draws from its own stream

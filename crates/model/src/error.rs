@@ -54,6 +54,8 @@ pub enum ModelError {
     },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Fused(#[from] crosslore_fused::FusedError),
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;

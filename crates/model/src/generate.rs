@@ -440,6 +440,7 @@ fn step_context(
         cos,
         sin,
         mask,
+        key_mask: None,
         train: false,
         dropout_seed: 0,
     })

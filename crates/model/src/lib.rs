@@ -10,6 +10,7 @@ pub mod dora;
 pub mod error;
 pub mod export;
 pub mod fetch;
+pub mod fused;
 pub mod generate;
 pub mod gguf;
 pub mod kv_cache;

@@ -53,13 +53,23 @@ impl Linear {
         Ok(())
     }
 
-    fn dropped(&self, x: &Tensor, ctx: &ForwardCtx) -> Result<Option<Tensor>> {
+    /// The adapter-dropout mask (`0` or `1 / (1 - p)`) of this forward for an input like `x`,
+    /// or `None` when dropout is inactive. The same (seed, layer) gives the same mask, so a
+    /// recomputed or hand-differentiated forward reproduces it.
+    pub fn dropout_mask(&self, x: &Tensor, ctx: &ForwardCtx) -> Result<Option<Tensor>> {
         if !ctx.train || self.dropout == 0.0 {
             return Ok(None);
         }
         let mut rng = Rng::derive(ctx.dropout_seed, self.stream);
         let m = dropout_mask(x.dims(), self.dropout, &mut rng, x.device(), x.dtype())?;
-        Ok(Some(x.mul(&m)?))
+        Ok(Some(m))
+    }
+
+    fn dropped(&self, x: &Tensor, ctx: &ForwardCtx) -> Result<Option<Tensor>> {
+        Ok(match self.dropout_mask(x, ctx)? {
+            Some(m) => Some(x.mul(&m)?),
+            None => None,
+        })
     }
 
     /// `x: [.., in]` -> `[.., out]` in `x`'s dtype.

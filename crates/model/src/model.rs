@@ -222,6 +222,7 @@ impl Llama {
             }
         }
         let causal = Tensor::from_vec(causal, (1, 1, seq, seq), &self.device)?;
+        let mut key_mask = None;
         let mask = match attention_mask {
             None => causal,
             Some(m) => {
@@ -241,7 +242,8 @@ impl Llama {
                     return Err(ModelError::input("attention_mask", "values must be 0 or 1"));
                 }
                 // 0 -> f32::MIN, 1 -> 0; [b, 1, 1, s]
-                let pad = ((1.0 - m)? * f32::MIN as f64)?.reshape((batch, 1, 1, seq))?;
+                let pad = ((1.0 - &m)? * f32::MIN as f64)?.reshape((batch, 1, 1, seq))?;
+                key_mask = Some(m.contiguous()?);
                 // MIN + MIN = -inf: clamp back so that fully masked rows stay finite.
                 causal.broadcast_add(&pad)?.maximum(f32::MIN)?
             }
@@ -250,6 +252,7 @@ impl Llama {
             cos,
             sin,
             mask,
+            key_mask,
             train,
             dropout_seed,
         })
