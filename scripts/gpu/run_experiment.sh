@@ -12,6 +12,10 @@
 # all (finished cells stay on the machine in /dev/shm/exp, in memory, where each run's final
 # checkpoint is written and deleted fast; the next call skips them), then
 # packs the results (summaries, plots, run folders without checkpoints) into $OUT/results.tgz.
+# MIN_LEFT=S (default 40): a spec is not started with less than S seconds of the budget left (a
+# grid always runs its first cell, GaLore's takes ~37 s). SUMMARIZE=0: no summaries on the device
+# (make them here from the unpacked results with `crosslore-bench experiment SPEC --summarize-only`,
+# which needs no GPU: saves device time).
 set -uo pipefail
 OUT=${OUT:-/tmp/exp_out}
 STAGE=/root/stage
@@ -57,19 +61,24 @@ run_specs() {  # shard index, specs...
   local i=$1; shift
   for spec in "$@"; do
     local left=$((budget - (SECONDS - t0)))
-    if [ "$left" -le 0 ]; then echo "=== $spec: no time left, not started ==="; continue; fi
+    if [ "$left" -lt "${MIN_LEFT:-40}" ]; then echo "=== $spec: $left s left, not started ==="; continue; fi
     echo "=== $spec shard $i/$nproc (budget $left s) at $((SECONDS - t0)) s ==="
     "$STAGE/crosslore-bench" experiment "$spec" --time-budget-s "$left" --shard "$i/$nproc" \
       || echo "FAILED: $spec shard $i (exit $?)"
   done
 }
+pids=()
 for ((i = 0; i < nproc; i++)); do
   run_specs "$i" "$@" > "/dev/shm/exp/logs/shard-$i.log" 2>&1 &
+  pids+=($!)
 done
-wait
+# wait for the shards only: a bare `wait` also waits for the `tee` of the `exec > >(tee ...)`
+# above (bash >= 5.1), which never ends: on 2026-11-28 a call hung there until its time limit
+wait "${pids[@]}"
+cp /dev/shm/exp/logs/shard-*.log "$OUT/" 2>/dev/null
 grep -h "FAILED\|error" /dev/shm/exp/logs/shard-*.log | head -20
 grep -h "experiment .*: \[" /dev/shm/exp/logs/shard-*.log | sed 's/; bleu.*rougeL \([0-9.]*\).*/; rougeL \1/' | cut -c1-160
-for spec in "$@"; do
+[ "${SUMMARIZE:-1}" = 0 ] || for spec in "$@"; do
   "$STAGE/crosslore-bench" experiment "$spec" --summarize-only 2>&1 | grep -v "^experiment" || echo "FAILED: summary of $spec"
 done
 echo "=== done at $((SECONDS - t0)) s ==="
