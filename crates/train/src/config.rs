@@ -42,6 +42,18 @@ pub enum DType {
     Bf16,
 }
 
+/// How each block's backward is computed (DESIGN.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockBackward {
+    /// candle autograd inside each block: the reference path.
+    #[default]
+    Autograd,
+    /// Hand-written backward (`crosslore_model::fused`): fused CUDA kernels on the GPU, their
+    /// f32 reference elsewhere; no autograd graph, activations saved per block.
+    Fused,
+}
+
 /// GaLore projection side rule (galore-torch's `proj_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -131,6 +143,8 @@ pub struct TrainConfig {
     pub layerwise: bool,
     /// Recompute each block's forward during the backward (less memory, more time). Default false.
     pub recompute: bool,
+    /// `autograd` or `fused` (hand-written block backward with fused kernels). Default `autograd`.
+    pub block_backward: BlockBackward,
     /// Write a checkpoint every N optimizer steps; 0 only at the end. Default 0.
     pub save_every: usize,
     /// Checkpoints kept in the run folder (older ones are deleted); 0 keeps all. Default 2.
@@ -183,6 +197,7 @@ impl Default for TrainConfig {
             dtype: DType::F32,
             layerwise: false,
             recompute: false,
+            block_backward: BlockBackward::Autograd,
             save_every: 0,
             keep_checkpoints: 2,
             resume: false,

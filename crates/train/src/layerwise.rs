@@ -35,13 +35,15 @@ use std::time::Instant;
 use candle_core::{Tensor, Var};
 use crosslore_model::{Block, ForwardCtx, Llama};
 
+use crate::config::BlockBackward;
 use crate::error::{Result, TrainError};
+use crate::fused_sweep::FusedSegments;
 use crate::grads::{clip_coef, global_norm, scale, sq_norm, tensor_bytes, GradBuffers};
 use crate::trainer::{Micro, StepAcc, Trainer};
 
 /// What a sweep does with each parameter's micro-batch gradient.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Sink {
+pub(crate) enum Sink {
     /// Add to the accumulation buffer (micro-batches before the last).
     Accumulate,
     /// Record `||buffer + g||^2` (first sweep of the last micro-batch when clipping).
@@ -63,7 +65,7 @@ struct Segments {
 
 /// Index of the earliest block (forward order: 0 embedding, 1..=L layers, L+1 final) that reads
 /// each parameter: where its summed gradient is complete in a backward sweep.
-fn last_use(blocks: &[&dyn Block]) -> HashMap<String, usize> {
+pub(crate) fn last_use(blocks: &[&dyn Block]) -> HashMap<String, usize> {
     let mut out = HashMap::new();
     for (i, b) in blocks.iter().enumerate().rev() {
         for (name, _) in b.params() {
@@ -73,7 +75,60 @@ fn last_use(blocks: &[&dyn Block]) -> HashMap<String, usize> {
     out
 }
 
+/// Adds each of block `bi`'s gradients to what is pending for its parameter (a tied weight
+/// read by several blocks) and returns those complete at this block, in the given order.
+pub(crate) fn route(
+    grads: impl IntoIterator<Item = (String, Var, Tensor)>,
+    bi: usize,
+    uses: &HashMap<String, usize>,
+    pending: &mut HashMap<String, Tensor>,
+) -> Result<Vec<(String, Var, Tensor)>> {
+    let mut ready = Vec::new();
+    for (name, var, g) in grads {
+        let g = match pending.remove(&name) {
+            Some(p) => (p + g)?,
+            None => g,
+        };
+        if uses.get(&name) == Some(&bi) {
+            ready.push((name, var, g));
+        } else {
+            pending.insert(name, g);
+        }
+    }
+    Ok(ready)
+}
+
+/// One micro-batch's forward, in the form its backward needs.
+enum Pass {
+    Autograd(Segments),
+    Fused(FusedSegments),
+}
+
 impl Trainer {
+    fn forward_pass(&self, model: &Llama, m: &Micro) -> Result<Pass> {
+        Ok(match self.cfg.block_backward {
+            BlockBackward::Autograd => Pass::Autograd(self.forward_segments(model, m)?),
+            BlockBackward::Fused => Pass::Fused(self.fused_forward(model, m)?),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sweep_pass(
+        &mut self,
+        model: &Llama,
+        pass: &mut Pass,
+        m: &Micro,
+        n_total: usize,
+        sink: Sink,
+        bufs: &mut GradBuffers,
+        acc: &mut StepAcc,
+    ) -> Result<f64> {
+        match pass {
+            Pass::Autograd(seg) => self.sweep(model, seg, m, n_total, sink, bufs, acc),
+            Pass::Fused(seg) => self.fused_sweep(model, seg, m, n_total, sink, bufs, acc),
+        }
+    }
+
     fn forward_segments(&self, model: &Llama, m: &Micro) -> Result<Segments> {
         let ctx = model.context(m.batch, m.seq, Some(&m.mask), true, m.dropout_seed)?;
         model.check_ids(&m.ids)?;
@@ -188,26 +243,16 @@ impl Trainer {
                 acc.timings.forward_s += fwd;
                 acc.timings.backward_s += bwd;
             }
-            let mut ready = Vec::new();
-            for (name, var) in block.params() {
-                // Detached: candle leaves the gradients of leaf `Var`s attached to the graph
-                // (they are computed from forward tensors and never processed as nodes), so a
-                // kept gradient would keep the whole forward graph alive, and optimizer moments
-                // computed from it would chain every step's graph (a leak of ~10x the weights
-                // per step, measured on SmolLM2).
-                let Some(g) = grads.get(var.as_tensor()).map(Tensor::detach) else {
-                    continue;
-                };
-                let g = match pending.remove(&name) {
-                    Some(p) => (p + g)?,
-                    None => g.clone(),
-                };
-                if uses.get(&name) == Some(&bi) {
-                    ready.push((name, var, g));
-                } else {
-                    pending.insert(name, g);
-                }
-            }
+            // Detached: candle leaves the gradients of leaf `Var`s attached to the graph
+            // (they are computed from forward tensors and never processed as nodes), so a
+            // kept gradient would keep the whole forward graph alive, and optimizer moments
+            // computed from it would chain every step's graph (a leak of ~10x the weights
+            // per step, measured on SmolLM2).
+            let block_grads = block.params().into_iter().filter_map(|(name, var)| {
+                let g = grads.get(var.as_tensor()).map(Tensor::detach)?;
+                Some((name, var, g))
+            });
+            let ready = route(block_grads, bi, &uses, &mut pending)?;
             drop(grads);
             self.deliver(ready, &pending, sink, bufs, acc)?;
         }
@@ -218,7 +263,7 @@ impl Trainer {
     /// directly (no autograd) on top of the pending gradient of a tied embedding. This is what
     /// candle's whole-graph backward computes for `index_select` (`sum.index_add(ids, g)`, with
     /// the head's contribution already in `sum`), so both modes add in the same order.
-    fn embedding_grads(
+    pub(crate) fn embedding_grads(
         &self,
         model: &Llama,
         m: &Micro,
@@ -249,7 +294,7 @@ impl Trainer {
     }
 
     /// Hands each complete gradient of a block to the sink.
-    fn deliver(
+    pub(crate) fn deliver(
         &mut self,
         ready: Vec<(String, Var, Tensor)>,
         pending: &HashMap<String, Tensor>,
@@ -286,7 +331,9 @@ impl Trainer {
         Ok(())
     }
 
-    /// Layerwise mode: returns (loss, grad norm, clip coefficient).
+    /// Layerwise mode (and whole-model mode of the fused blocks, where every micro-batch only
+    /// accumulates and the model is stepped at the end): returns (loss, grad norm, clip
+    /// coefficient).
     pub(crate) fn step_layerwise(
         &mut self,
         micros: &[Micro],
@@ -299,24 +346,19 @@ impl Trainer {
         let clipping = self.cfg.max_grad_norm > 0.0;
         let mut loss_v = 0.0;
         let (mut norm, mut coef) = (0.0, 1.0);
+        let layerwise = self.cfg.layerwise;
         for (j, m) in micros.iter().enumerate() {
             let t = Instant::now();
-            let mut seg = self.forward_segments(&model, m)?;
+            let mut pass = self.forward_pass(&model, m)?;
             acc.timings.forward_s += t.elapsed().as_secs_f64();
-            if j + 1 < micros.len() {
-                loss_v += self.sweep(
-                    &model,
-                    &mut seg,
-                    m,
-                    n_total,
-                    Sink::Accumulate,
-                    &mut bufs,
-                    acc,
-                )?;
+            if j + 1 < micros.len() || !layerwise {
+                let sink = Sink::Accumulate;
+                loss_v += self.sweep_pass(&model, &mut pass, m, n_total, sink, &mut bufs, acc)?;
                 continue;
             }
             if clipping {
-                loss_v += self.sweep(&model, &mut seg, m, n_total, Sink::Norm, &mut bufs, acc)?;
+                let sink = Sink::Norm;
+                loss_v += self.sweep_pass(&model, &mut pass, m, n_total, sink, &mut bufs, acc)?;
                 norm = global_norm(&acc.sq);
                 self.check_finite("gradient norm", norm)?;
                 coef = clip_coef(norm, self.cfg.max_grad_norm);
@@ -324,15 +366,18 @@ impl Trainer {
                     coef,
                     record: false,
                 };
-                self.sweep(&model, &mut seg, m, n_total, sink, &mut bufs, acc)?;
+                self.sweep_pass(&model, &mut pass, m, n_total, sink, &mut bufs, acc)?;
             } else {
                 let sink = Sink::Step {
                     coef: 1.0,
                     record: true,
                 };
-                loss_v += self.sweep(&model, &mut seg, m, n_total, sink, &mut bufs, acc)?;
+                loss_v += self.sweep_pass(&model, &mut pass, m, n_total, sink, &mut bufs, acc)?;
                 norm = global_norm(&acc.sq);
             }
+        }
+        if !layerwise {
+            (norm, coef) = self.apply_buffers(bufs, acc)?;
         }
         Ok((loss_v, norm, coef))
     }

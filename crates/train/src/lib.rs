@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod export;
+mod fused_sweep;
 pub mod grads;
 pub mod layerwise;
 pub mod memory;
@@ -22,7 +23,7 @@ pub mod run;
 pub mod schedule;
 pub mod trainer;
 
-pub use config::{ConfigError, Method, TrainConfig};
+pub use config::{BlockBackward, ConfigError, Method, TrainConfig};
 pub use error::{Result, TrainError};
 pub use eval::{EvalPhase, Evaluator};
 pub use memory::MemoryReport;

@@ -34,10 +34,11 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, Var};
 use crosslore_data::{BatchConfig, BatchIter, Collate, DataPosition, Encoded, IGNORE_INDEX};
 use crosslore_linalg::Rng;
+use crosslore_model::fused::shifted_targets;
 use crosslore_model::{causal_lm_loss_sum, Llama};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Method, TrainConfig};
+use crate::config::{BlockBackward, Method, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::grads::{
     clip_coef, global_norm, scale, sq_norm, tensor_bytes, GradBuffers, PeakCounter,
@@ -109,6 +110,8 @@ pub(crate) struct Micro {
     pub seq: usize,
     pub tokens: usize,
     pub dropout_seed: u64,
+    /// Shifted targets `[b * s]` u32 for the fused head (`block_backward = fused` only).
+    pub targets: Option<Tensor>,
 }
 
 /// Accumulated per-step state passed to the optimizer delivery.
@@ -282,7 +285,15 @@ impl Trainer {
     fn micro(&mut self, batch: &crosslore_data::Batch, dev: &Device) -> Result<Micro> {
         let (b, s) = (batch.batch_size, batch.seq_len);
         let (ids, mask, labels) = crate::eval::batch_tensors(batch, dev)?; // [b, s] each
+        let targets = match self.cfg.block_backward {
+            BlockBackward::Fused => {
+                let vocab = self.model.config.vocab_size;
+                Some(shifted_targets(&batch.labels, b, s, vocab, dev)?.0) // [b * s]
+            }
+            BlockBackward::Autograd => None,
+        };
         Ok(Micro {
+            targets,
             ids,
             mask,
             labels,
@@ -374,10 +385,11 @@ impl Trainer {
             loss: 0.0,
             lr,
         };
-        let outcome = if self.cfg.layerwise {
-            self.step_layerwise(&micros, n_total, &mut acc)
-        } else {
-            self.step_whole(&micros, n_total, &mut acc)
+        let outcome = match (self.cfg.block_backward, self.cfg.layerwise) {
+            (BlockBackward::Autograd, false) => self.step_whole(&micros, n_total, &mut acc),
+            // The fused blocks always run as a block sweep; without `layerwise` the sweep only
+            // accumulates and the whole model is stepped at the end.
+            _ => self.step_layerwise(&micros, n_total, &mut acc),
         };
         self.grads_peak = self.grads_peak.max(acc.peak.peak);
         self.step += 1;
@@ -489,6 +501,17 @@ impl Trainer {
                 }
             }
         }
+        let (norm, coef) = self.apply_buffers(bufs, acc)?;
+        Ok((loss_v, norm, coef))
+    }
+
+    /// The end of a whole-model step: global norm of the accumulated gradients, clipping, and
+    /// the update of every parameter. Returns (grad norm, clip coefficient).
+    pub(crate) fn apply_buffers(
+        &mut self,
+        mut bufs: GradBuffers,
+        acc: &mut StepAcc,
+    ) -> Result<(f64, f64)> {
         let params = self.params.clone();
         for (name, g) in bufs.iter() {
             acc.sq.insert(name.clone(), sq_norm(g)?);
@@ -502,7 +525,7 @@ impl Trainer {
                 self.apply(name, var, &g, acc)?;
             }
         }
-        Ok((loss_v, norm, coef))
+        Ok((norm, coef))
     }
 
     /// The memory report of the run so far: exact optimizer-state bytes, measured gradient
