@@ -2,7 +2,7 @@
 //! "per-block forward/backward", implementation 2).
 //!
 //! Every operation has one public forward and one backward. Each dispatches on the device of its
-//! inputs: on CUDA (feature `cuda`) to a fused kernel (`src/cuda/`), everywhere else to
+//! inputs: on CUDA (feature `cuda`) to a fused kernel (`src/cuda.rs`, `kernels/fused.cu`), everywhere else to
 //! [`reference`], the same mathematics written with candle's composite ops in f32. The reference
 //! is what the CPU test suite checks against autograd and what the device check compares the
 //! kernels with; both paths take and return the same dtypes and shapes.
@@ -15,6 +15,7 @@ mod check;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod error;
+mod pool;
 pub mod reference;
 pub mod rmsnorm;
 pub mod rope;
@@ -23,6 +24,7 @@ pub mod xent;
 
 pub use attention::{causal_softmax_bwd, causal_softmax_fwd, AttnMask};
 pub use error::{FusedError, Result};
+pub use pool::keep_memory_pool;
 pub use rmsnorm::{rms_norm_bwd, rms_norm_fwd, RmsNormOut};
 pub use rope::{rope_bwd, rope_fwd};
 pub use swiglu::{swiglu_bwd, swiglu_fwd};
