@@ -317,6 +317,7 @@ pub fn run(dev: &Device, seed: u64) -> Result<CheckReport> {
     optimizer_checks(dev, seed, &mut rep)?;
     #[cfg(feature = "cuda")]
     crate::check_kernels::run(dev, seed, &mut rep)?;
+    crate::check_fused::run(dev, seed, &mut rep)?;
     Ok(rep)
 }
 

@@ -13,6 +13,8 @@ pub enum BenchError {
     #[error(transparent)]
     Train(#[from] crosslore_train::TrainError),
     #[error(transparent)]
+    Fused(#[from] crosslore_fused::FusedError),
+    #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error("writing {path}: {source}")]
     Io {

@@ -42,7 +42,7 @@ pub fn measure(dev: &Device, scale: usize) -> Result<Rates> {
 /// Bytes read + written per second by a device-to-device copy of `elems` f32: a raw
 /// `cuMemcpyDtoDAsync` between two preallocated buffers on CUDA (candle's `Tensor::copy`
 /// allocates and reached ~1.1 TB/s where the raw copy reaches ~4 TB/s), `Tensor::copy` elsewhere.
-fn copy_rate(dev: &Device, elems: usize) -> Result<f64> {
+pub fn copy_rate(dev: &Device, elems: usize) -> Result<f64> {
     #[cfg(feature = "cuda")]
     if let Device::Cuda(cd) = dev {
         let stream = cd.cuda_stream();

@@ -12,6 +12,7 @@
 //! and reports medians ([`timing`]).
 
 pub mod check;
+pub mod check_fused;
 #[cfg(feature = "cuda")]
 pub mod check_kernels;
 pub mod error;

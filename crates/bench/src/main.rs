@@ -25,6 +25,8 @@ commands:
   model-check [--fixtures crates/model/tests/fixtures]
                             LLaMA forward/loss/grads, bf16 forward and 3 trainer steps of every
                             method on the device vs the CPU; exit 1 on FAIL
+  fused-ops [--reps 20]     crosslore-fused CUDA kernels vs their CPU reference (f32, bf16), then
+                            per-op timings at the 7B layer shape vs the copy floor; exit 1 on FAIL
   htod                      host-to-device upload time of Tensor::from_vec by size
   experiment <spec.toml> [--out DIR] [--time-budget-s S] [--summarize-only] [--shard I/N]
                             an experiment spec (crosslore-experiment): grid runs, summary, plots";
@@ -204,6 +206,19 @@ fn main() -> Result<()> {
                 rep.device,
                 rep.checks.len(),
                 fails
+            );
+            if fails > 0 {
+                bail!("{fails} check(s) failed");
+            }
+        }
+        "fused-ops" => {
+            let rep = crosslore_bench::check_fused::fused_ops(&dev, a.seed, a.reps.unwrap_or(20))?;
+            write_json(&a.json, &rep)?;
+            println!("{}", crosslore_bench::check_fused::table(&rep.timings));
+            let fails = rep.checks.checks.iter().filter(|c| !c.pass).count();
+            println!(
+                "fused-ops: {} checks, {fails} FAIL",
+                rep.checks.checks.len()
             );
             if fails > 0 {
                 bail!("{fails} check(s) failed");

@@ -10,7 +10,7 @@
 //! Everything runs on the device's candle stream, so ordering with candle ops is preserved.
 use candle_core::backend::BackendDevice;
 use candle_core::{CudaDevice, CudaStorage, DType, Device, Storage, Tensor};
-use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
 
 use crate::{LinalgError, Result};
 
@@ -27,7 +27,9 @@ fn bad(op: &'static str, msg: String) -> LinalgError {
     LinalgError::InvalidArgument { op, msg }
 }
 
-fn cuda_dev<'a>(op: &'static str, t: &'a Tensor) -> Result<&'a CudaDevice> {
+/// The CUDA device of `t` (an error naming `op` when `t` is elsewhere). Shared with the other
+/// crates that launch their own PTX (`crosslore-fused`).
+pub fn cuda_dev<'a>(op: &'static str, t: &'a Tensor) -> Result<&'a CudaDevice> {
     match t.device() {
         Device::Cuda(cd) => Ok(cd),
         _ => Err(bad(op, "tensor is not on a CUDA device".into())),
@@ -36,7 +38,7 @@ fn cuda_dev<'a>(op: &'static str, t: &'a Tensor) -> Result<&'a CudaDevice> {
 
 /// Raw device pointer of the contiguous storage of `t` (f32, bf16 or u32), offset applied.
 /// Valid while `t` lives.
-fn ptr(op: &'static str, t: &Tensor, cd: &CudaDevice) -> Result<u64> {
+pub fn ptr(op: &'static str, t: &Tensor, cd: &CudaDevice) -> Result<u64> {
     if !matches!(t.device(), Device::Cuda(d) if d.same_device(cd)) {
         return Err(bad(op, "tensors are on different devices".into()));
     }
@@ -70,7 +72,7 @@ fn grid(threads: u64) -> LaunchConfig {
 }
 
 /// A kernel name with the dtype suffix of `t` (`_f32` or `_bf16`).
-fn typed(op: &'static str, base: &str, t: &Tensor) -> Result<String> {
+pub fn typed(op: &'static str, base: &str, t: &Tensor) -> Result<String> {
     match t.dtype() {
         DType::F32 => Ok(format!("{base}_f32")),
         DType::BF16 => Ok(format!("{base}_bf16")),
@@ -78,48 +80,58 @@ fn typed(op: &'static str, base: &str, t: &Tensor) -> Result<String> {
     }
 }
 
-macro_rules! launch {
-    ($cd:expr, $name:expr, $cfg:expr, $($arg:expr),+ $(,)?) => {{
-        let f = $cd.get_or_load_custom_func(&$name, MODULE, PTX)?;
+/// Launches kernel `$name` of the PTX module `($module, $ptx)` (loaded once per device through
+/// candle's custom-module cache) on the device's candle stream with the given arguments, in
+/// order. Errors convert from `candle_core::Error` at the caller's `?`.
+#[macro_export]
+macro_rules! launch_ptx {
+    ($cd:expr, ($module:expr, $ptx:expr), $name:expr, $cfg:expr, $($arg:expr),+ $(,)?) => {{
+        let f = $cd.get_or_load_custom_func(&$name, $module, $ptx)?;
         let mut b = f.builder();
         $( b.arg(&$arg); )+
-        // SAFETY: argument types and order follow the kernel's signature in crosslore.cu; every
+        // SAFETY: argument types and order follow the kernel's signature in the .cu file; every
         // pointer addresses a live, contiguous buffer of the length passed (checked by callers).
-        unsafe { b.launch($cfg) }.map_err(|e| err(&$name, e))?;
+        unsafe { b.launch($cfg) }.map_err(|e| {
+            candle_core::Error::Msg(format!("CUDA kernel {}: {e:?}", $name))
+        })?;
     }};
 }
 
-fn wrap(slice: CudaSlice<f32>, cd: &CudaDevice, dims: &[usize]) -> Result<Tensor> {
-    let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, cd.clone()));
+macro_rules! launch {
+    ($cd:expr, $name:expr, $cfg:expr, $($arg:expr),+ $(,)?) => {
+        $crate::launch_ptx!($cd, (MODULE, PTX), $name, $cfg, $($arg),+)
+    };
+}
+
+/// An uninitialised contiguous tensor of `dtype` (f32, bf16 or u32) and `dims` on `cd`, for
+/// outputs that a kernel writes entirely before anything reads them.
+pub fn empty(cd: &CudaDevice, dtype: DType, dims: &[usize]) -> Result<Tensor> {
+    let n = dims.iter().product::<usize>().max(1);
+    // SAFETY (all arms): the caller's kernel writes every element before it is read.
+    let slice = match dtype {
+        DType::F32 => CudaStorage::wrap_cuda_slice(unsafe { cd.alloc::<f32>(n)? }, cd.clone()),
+        DType::BF16 => {
+            CudaStorage::wrap_cuda_slice(unsafe { cd.alloc::<half::bf16>(n)? }, cd.clone())
+        }
+        DType::U32 => CudaStorage::wrap_cuda_slice(unsafe { cd.alloc::<u32>(n)? }, cd.clone()),
+        d => return Err(bad("empty", format!("unsupported dtype {d:?}"))),
+    };
     Ok(Tensor::from_storage(
-        storage,
+        Storage::Cuda(slice),
         dims,
         candle_core::op::BackpropOp::none(),
         false,
     ))
 }
 
-fn alloc(cd: &CudaDevice, n: usize) -> Result<CudaSlice<f32>> {
-    // SAFETY: every element is written by the kernel that fills it before it is read.
-    unsafe { cd.cuda_stream().alloc::<f32>(n.max(1)) }.map_err(|e| err("alloc", e))
-}
-
 /// `[rows, cols]` f32 tensor holding entries `0..rows*cols` (row-major) of the counter-based
 /// normal stream `key`: the device twin of [`crate::rng::counter_normal_vec`] (within 1 f32 ulp).
 pub fn counter_normal(key: u64, rows: usize, cols: usize, cd: &CudaDevice) -> Result<Tensor> {
-    let n = rows * cols;
-    let mut out = alloc(cd, n)?;
-    let (n64, name) = (n as u64, "counter_normal_f32".to_string());
-    {
-        let f = cd.get_or_load_custom_func(&name, MODULE, PTX)?;
-        let mut b = f.builder();
-        b.arg(&mut out);
-        b.arg(&key);
-        b.arg(&n64);
-        // SAFETY: out has n elements; (float*, u64, u64) as in crosslore.cu.
-        unsafe { b.launch(grid(n64)) }.map_err(|e| err(&name, e))?;
-    }
-    wrap(out, cd, &[rows, cols])
+    let out = empty(cd, DType::F32, &[rows, cols])?;
+    let (po, n64) = (ptr("counter_normal", &out, cd)?, (rows * cols) as u64);
+    let name = "counter_normal_f32".to_string();
+    launch!(cd, name, grid(n64), po, key, n64);
+    Ok(out)
 }
 
 /// True when `t` (f32 or bf16, contiguous, on CUDA) holds a NaN or an infinity. One flag
@@ -224,8 +236,7 @@ pub fn sampled_product(a: &Tensor, b: &Tensor, idx: &Tensor) -> Result<Tensor> {
     let cd = cuda_dev(op, a)?;
     let (n, r) = check_sampled(op, a, b, idx)?;
     let len = idx.dims1()?;
-    let out = alloc(cd, len)?;
-    let out = wrap(out, cd, &[len])?;
+    let out = empty(cd, DType::F32, &[len])?;
     if len == 0 {
         return Ok(out);
     }
@@ -281,7 +292,7 @@ pub fn residual_tracked(
             "gradient size differs from the factors' m * n".into(),
         ));
     }
-    let delta = wrap(alloc(cd, len)?, cd, &[len])?;
+    let delta = empty(cd, DType::F32, &[len])?;
     if len == 0 {
         return Ok(delta);
     }
@@ -385,9 +396,9 @@ pub fn lowrank_adam(
     let n = r.elem_count();
     let dims = r.dims().to_vec();
     let (m1, v1, nn) = (
-        wrap(alloc(cd, n)?, cd, &dims)?,
-        wrap(alloc(cd, n)?, cd, &dims)?,
-        wrap(alloc(cd, n)?, cd, &dims)?,
+        empty(cd, DType::F32, &dims)?,
+        empty(cd, DType::F32, &dims)?,
+        empty(cd, DType::F32, &dims)?,
     );
     let (pr, pm, pv) = (ptr(op, r, cd)?, ptr(op, m, cd)?, ptr(op, v, cd)?);
     let (pm1, pv1, pn) = (ptr(op, &m1, cd)?, ptr(op, &v1, cd)?, ptr(op, &nn, cd)?);
