@@ -39,6 +39,7 @@ for s in $STEPS; do
     p2tf32) run p2-tf32 $B --device cuda p2 --tf32 --json "$OUT/p2_tf32.json" ;;
     p2torch) run p2-torch python3 bench/reference/galore_p2.py --out "$OUT/p2_torch.json" ;;
     layer) run layer $B --device cuda layer --json "$OUT/layer.json" ;;
+    smoltorch) run smol-torch python3 bench/reference/smol_torch.py --out "$OUT/smol_torch.json" ;;
     layertorch) run layer-torch python3 bench/reference/layer_torch.py --out "$OUT/layer_torch.json" ;;
     *) echo "unknown step $s" ;;
   esac
