@@ -10,17 +10,14 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use common::{assert_close, fixture, ids, reference, rel_err};
-use crosslore_model::fused::{
-    embedding_forward, head_forward_backward, layer_backward, layer_forward, shifted_targets,
-};
+use crosslore_model::fused::model_loss_and_grads;
 use crosslore_model::{
     causal_lm_loss, AdapterConfig, AdapterKind, Llama, LoadOptions, TargetModules, Training,
 };
 
 const TOL: f32 = 1e-4;
 
-/// The whole model through the fused blocks: mean loss and every parameter's gradient (the
-/// tied embedding's two contributions summed), as a layerwise trainer would sweep it.
+/// The fused loss and gradients by name.
 fn fused_grads(
     model: &Llama,
     ids: &Tensor,
@@ -28,58 +25,8 @@ fn fused_grads(
     labels: &Tensor,
     seed: u64,
 ) -> (f32, HashMap<String, Tensor>) {
-    let (b, s) = ids.dims2().unwrap();
-    let ctx = model.context(b, s, Some(mask), true, seed).unwrap();
-    let vocab = model.config.vocab_size;
-    let lab: Vec<i64> = labels
-        .to_dtype(DType::I64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let (targets, count) = shifted_targets(&lab, b, s, vocab, ids.device()).unwrap();
-    let mut x = embedding_forward(&model.embed, ids).unwrap();
-    let mut saved = Vec::new();
-    for layer in &model.layers {
-        let (y, sv) = layer_forward(layer, &x, &ctx).unwrap();
-        saved.push(sv);
-        x = y;
-    }
-    let mut grads = Vec::new();
-    let out = head_forward_backward(
-        &model.final_block,
-        &x,
-        &targets,
-        1.0 / count as f32,
-        &mut grads,
-    )
-    .unwrap();
-    let loss = out.loss_sum.to_scalar::<f32>().unwrap() / count as f32;
-    let mut g = out.dx;
-    for (layer, sv) in model.layers.iter().zip(&saved).rev() {
-        g = layer_backward(layer, &g, sv, &ctx, &mut grads).unwrap();
-    }
-    let mut map: HashMap<String, Tensor> = HashMap::new();
-    for (name, _, t) in grads {
-        let t = match map.remove(&name) {
-            Some(p) => (p + t).unwrap(),
-            None => t,
-        };
-        map.insert(name, t);
-    }
-    if let Some(v) = model.embed.weight.var() {
-        let (b, s, h) = g.dims3().unwrap();
-        let base = map
-            .remove("model.embed_tokens.weight")
-            .unwrap_or_else(|| v.as_tensor().zeros_like().unwrap());
-        let flat = ids.flatten_all().unwrap();
-        let ge = base
-            .index_add(&flat, &g.reshape((b * s, h)).unwrap(), 0)
-            .unwrap();
-        map.insert("model.embed_tokens.weight".into(), ge);
-    }
-    (loss, map)
+    let (loss, grads) = model_loss_and_grads(model, ids, mask, labels, seed).unwrap();
+    (loss, grads.into_iter().collect())
 }
 
 fn opts(training: Training, dtype: DType) -> LoadOptions {

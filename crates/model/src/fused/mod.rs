@@ -14,6 +14,7 @@
 mod head;
 mod layer;
 mod linear;
+mod whole;
 
 use candle_core::{Tensor, Var};
 
@@ -22,6 +23,7 @@ pub use head::{
 };
 pub use layer::{layer_backward, layer_forward, LayerSaved};
 pub use linear::LinearSaved;
+pub use whole::model_loss_and_grads;
 
 /// A parameter's gradient: its name (HF / peft), its `Var`, the gradient (the `Var`'s dtype).
 pub type ParamGrad = (String, Var, Tensor);
