@@ -13,10 +13,13 @@
 //!   products (a flip of `round(n)` moves one term by 2^-8 of itself).
 //!
 //! Timing: bf16 at the 7B layer shape (batch 4 x 512, hidden 4096, ffn 11008, 32 heads of 128,
-//! vocab 32000); median over `reps` synchronised runs of 10 back-to-back calls (after 2 warm-up
-//! runs), divided by 10. The floor is the op's minimal HBM traffic at the measured device-copy
-//! rate; the same call through `crosslore_fused::reference` (candle composite ops on the device)
-//! is timed beside it, except cross-entropy (its reference builds the one-hot on the host).
+//! vocab 32000). Wall: median over `reps` synchronised runs of 10 back-to-back calls (after 2
+//! warm-up runs), divided by 10; it includes the host's launch and allocation overhead, which
+//! dominates the smallest ops. GPU: the same 10 calls queued behind ~1.4 ms of matmuls and timed
+//! with CUDA events, i.e. the kernels alone. The floor is the op's minimal HBM traffic at the
+//! measured device-copy rate; the same call through `crosslore_fused::reference` (candle
+//! composite ops on the device) is timed (wall) beside it, except cross-entropy (its reference
+//! builds the one-hot on the host).
 use candle_core::{DType, Device, Tensor};
 use crosslore_fused::{self as fused, reference, AttnMask, IGNORE};
 use crosslore_linalg::Rng;
@@ -155,10 +158,17 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Causal softmax `(b, n_kv, g, s)`: 7B-like heads, GQA g = 2, s = 1 with g = 3, an odd s
-    /// (scalar path); causal alone and with a key mask.
+    /// Causal softmax `(b, n_kv, g, s)`: 7B-like heads, GQA g = 2 (rows held in registers: one
+    /// or two vectors per lane), s = 1 with g = 3, an odd s (scalar path); causal alone and with
+    /// a key mask.
     fn softmax(&mut self) -> Result<()> {
-        for (b, nkv, g, s) in [(1, 8, 1, 512), (2, 2, 2, 64), (2, 3, 3, 1), (2, 2, 1, 77)] {
+        for (b, nkv, g, s) in [
+            (1, 8, 1, 512),
+            (2, 2, 2, 64),
+            (1, 2, 2, 256),
+            (2, 3, 3, 1),
+            (2, 2, 1, 77),
+        ] {
             let scores = self.randn(&[b, nkv, g * s, s], 3.0, 0.0)?;
             let dp = self.randn(&[b, nkv, g * s, s], 1.0, 0.0)?;
             // Key mask: batch 0 all ones; batch 1 left-padded by min(5, s) keys (its first rows
@@ -192,9 +202,10 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Cross-entropy: every 10th row ignored, row 3 out of range (treated as ignored).
+    /// Cross-entropy: every 10th row ignored, row 3 out of range (treated as ignored); rows held
+    /// in registers (32000 bf16, 4104 f32/bf16) and not (32000 f32, odd widths).
     fn xent(&mut self) -> Result<()> {
-        for (rows, vocab) in [(256, 32000), (13, 1001), (1, 7)] {
+        for (rows, vocab) in [(256, 32000), (5, 4104), (13, 1001), (1, 7)] {
             let logits = self.randn(&[rows, vocab], 2.0, 0.0)?;
             let t: Vec<u32> = (0..rows)
                 .map(|r| match r {
@@ -247,8 +258,11 @@ pub fn run(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()> {
 pub struct OpTime {
     pub op: String,
     pub shape: String,
-    /// Fused kernel, ms per call.
+    /// Fused kernel, wall ms per call (host launch overhead included: back-to-back calls).
     pub fused_ms: f64,
+    /// Fused kernel, GPU ms per call with the host out of the way (calls queued behind ~1 ms
+    /// of matmuls, CUDA events around them); None without CUDA.
+    pub fused_gpu_ms: Option<f64>,
     /// The reference (candle composite ops) on the same device, ms per call; None if not timed.
     pub composite_ms: Option<f64>,
     /// Minimal bytes read + written.
@@ -273,6 +287,65 @@ fn per_call<T, E: Into<crate::BenchError>>(
     Ok(t / calls as f64)
 }
 
+/// GPU seconds per call of `f` (median over `reps` runs of `calls` calls): each run first queues
+/// 8 bf16 matmuls of 4096^3 (~1.4 ms), so the host has enqueued every call before the GPU
+/// reaches them, and times the calls with CUDA events.
+#[cfg(feature = "cuda")]
+fn gpu_per_call<T, E: Into<crate::BenchError>>(
+    dev: &Device,
+    reps: usize,
+    calls: usize,
+    mut f: impl FnMut() -> std::result::Result<T, E>,
+) -> Result<Option<f64>> {
+    use candle_core::cuda_backend::cudarc::driver::sys::CUevent_flags;
+    let Device::Cuda(cd) = dev else {
+        return Ok(None);
+    };
+    let stream = cd.cuda_stream();
+    let cuda = |e: candle_core::cuda_backend::cudarc::driver::DriverError| {
+        crate::BenchError::Config(format!("CUDA event: {e:?}"))
+    };
+    let busy = Tensor::ones((4096, 4096), DType::BF16, dev)?;
+    let mut v = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        dev.synchronize()?;
+        for _ in 0..8 {
+            busy.matmul(&busy)?;
+        }
+        let e0 = stream
+            .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(cuda)?;
+        for _ in 0..calls {
+            f().map_err(Into::into)?;
+        }
+        let e1 = stream
+            .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(cuda)?;
+        v.push(e0.elapsed_ms(&e1).map_err(cuda)? as f64 * 1e-3 / calls as f64);
+    }
+    Ok(Some(crate::timing::median(&v)))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_per_call<T, E: Into<crate::BenchError>>(
+    _dev: &Device,
+    _reps: usize,
+    _calls: usize,
+    _f: impl FnMut() -> std::result::Result<T, E>,
+) -> Result<Option<f64>> {
+    Ok(None)
+}
+
+/// `(wall, GPU)` seconds per call of a fused op: 10 back-to-back calls per timed run.
+fn fused_time<T, E: Into<crate::BenchError>>(
+    dev: &Device,
+    reps: usize,
+    mut f: impl FnMut() -> std::result::Result<T, E>,
+) -> Result<(f64, Option<f64>)> {
+    let wall = per_call(dev, reps, 10, &mut f)?;
+    Ok((wall, gpu_per_call(dev, reps, 10, f)?))
+}
+
 /// Times every fused op (bf16, 7B layer shape) and its composite reference on `dev`.
 pub fn timings(dev: &Device, reps: usize, seed: u64) -> Result<Vec<OpTime>> {
     let copy = crate::floors::copy_rate(dev, 1 << 28)?;
@@ -281,16 +354,18 @@ pub fn timings(dev: &Device, reps: usize, seed: u64) -> Result<Vec<OpTime>> {
     let e = dt.size_in_bytes() as f64;
     let mut out = Vec::new();
     let on = |t: Tensor| -> Result<Tensor> { Ok(t.to_device(dev)?) };
-    let mut push = |op: &str, shape: &str, bytes: f64, fused_s: f64, comp_s: Option<f64>| {
-        out.push(OpTime {
-            op: op.into(),
-            shape: shape.into(),
-            fused_ms: fused_s * 1e3,
-            composite_ms: comp_s.map(|s| s * 1e3),
-            bytes,
-            floor_ms: bytes / copy * 1e3,
-        });
-    };
+    let mut push =
+        |op: &str, shape: &str, bytes: f64, fused: (f64, Option<f64>), comp_s: Option<f64>| {
+            out.push(OpTime {
+                op: op.into(),
+                shape: shape.into(),
+                fused_ms: fused.0 * 1e3,
+                fused_gpu_ms: fused.1.map(|s| s * 1e3),
+                composite_ms: comp_s.map(|s| s * 1e3),
+                bytes,
+                floor_ms: bytes / copy * 1e3,
+            });
+        };
     let creps = reps.min(5);
 
     let (rows, h, f) = (2048usize, 4096usize, 11008usize);
@@ -300,10 +375,10 @@ pub fn timings(dev: &Device, reps: usize, seed: u64) -> Result<Vec<OpTime>> {
     let rstd = fused::rms_norm_fwd(&x, &w, 1e-5)?.rstd;
     let n = (rows * h) as f64;
     let shape = format!("[{rows},{h}]");
-    let a = per_call(dev, reps, 10, || fused::rms_norm_fwd(&x, &w, 1e-5))?;
+    let a = fused_time(dev, reps, || fused::rms_norm_fwd(&x, &w, 1e-5))?;
     let b = per_call(dev, creps, 2, || reference::rms_norm_fwd(&x, &w, 1e-5))?;
     push("rms_norm_fwd", &shape, 2.0 * n * e, a, Some(b));
-    let a = per_call(dev, reps, 10, || fused::rms_norm_bwd(&dy, &x, &w, &rstd))?;
+    let a = fused_time(dev, reps, || fused::rms_norm_bwd(&dy, &x, &w, &rstd))?;
     let b = per_call(dev, creps, 2, || {
         reference::rms_norm_bwd(&dy, &x, &w, &rstd)
     })?;
@@ -322,10 +397,10 @@ pub fn timings(dev: &Device, reps: usize, seed: u64) -> Result<Vec<OpTime>> {
     let dq = on(randn(&mut rng, &[bb, heads, s, d], 1.0, 0.0, dt)?)?;
     let n = (bb * s * heads * d) as f64;
     let shape = format!("[{bb},{s},{heads},{d}]");
-    let a = per_call(dev, reps, 10, || fused::rope_fwd(&q, &cos, &sin))?;
+    let a = fused_time(dev, reps, || fused::rope_fwd(&q, &cos, &sin))?;
     let b = per_call(dev, creps, 2, || reference::rope_fwd(&q, &cos, &sin))?;
     push("rope_fwd (+ transpose)", &shape, 2.0 * n * e, a, Some(b));
-    let a = per_call(dev, reps, 10, || fused::rope_bwd(&dq, &cos, &sin))?;
+    let a = fused_time(dev, reps, || fused::rope_bwd(&dq, &cos, &sin))?;
     let b = per_call(dev, creps, 2, || reference::rope_bwd(&dq, &cos, &sin))?;
     push("rope_bwd (+ transpose)", &shape, 2.0 * n * e, a, Some(b));
 
@@ -334,10 +409,10 @@ pub fn timings(dev: &Device, reps: usize, seed: u64) -> Result<Vec<OpTime>> {
     let dh = on(randn(&mut rng, &[rows, f], 1.0, 0.0, dt)?)?;
     let n = (rows * f) as f64;
     let shape = format!("[{rows},{f}]");
-    let a = per_call(dev, reps, 10, || fused::swiglu_fwd(&g, &u))?;
+    let a = fused_time(dev, reps, || fused::swiglu_fwd(&g, &u))?;
     let b = per_call(dev, creps, 2, || reference::swiglu_fwd(&g, &u))?;
     push("swiglu_fwd", &shape, 3.0 * n * e, a, Some(b));
-    let a = per_call(dev, reps, 10, || fused::swiglu_bwd(&dh, &g, &u))?;
+    let a = fused_time(dev, reps, || fused::swiglu_bwd(&dh, &g, &u))?;
     let b = per_call(dev, creps, 2, || reference::swiglu_bwd(&dh, &g, &u))?;
     push("swiglu_bwd", &shape, 5.0 * n * e, a, Some(b));
 
@@ -352,14 +427,14 @@ pub fn timings(dev: &Device, reps: usize, seed: u64) -> Result<Vec<OpTime>> {
         (bb * heads * s * (s + 1) / 2) as f64,
     );
     let shape = format!("[{bb},{heads},{s},{s}]");
-    let a = per_call(dev, reps, 10, || {
+    let a = fused_time(dev, reps, || {
         fused::causal_softmax_fwd(&sc, AttnMask::Causal, scale)
     })?;
     let b = per_call(dev, creps, 2, || {
         reference::causal_softmax_fwd(&sc, AttnMask::Causal, scale)
     })?;
     push("causal_softmax_fwd", &shape, (tri + full) * e, a, Some(b));
-    let a = per_call(dev, reps, 10, || fused::causal_softmax_bwd(&dp, &p, scale))?;
+    let a = fused_time(dev, reps, || fused::causal_softmax_bwd(&dp, &p, scale))?;
     let b = per_call(dev, creps, 2, || {
         reference::causal_softmax_bwd(&dp, &p, scale)
     })?;
@@ -376,7 +451,7 @@ pub fn timings(dev: &Device, reps: usize, seed: u64) -> Result<Vec<OpTime>> {
     let tg: Vec<u32> = (0..rows).map(|_| rng.below(vocab as u64) as u32).collect();
     let targets = on(Tensor::from_vec(tg, rows, &Device::Cpu)?)?;
     let n = (rows * vocab) as f64;
-    let a = per_call(dev, reps, 10, || {
+    let a = fused_time(dev, reps, || {
         fused::cross_entropy_fwd_bwd(&logits, &targets, 1.0)
     })?;
     push(
@@ -386,24 +461,66 @@ pub fn timings(dev: &Device, reps: usize, seed: u64) -> Result<Vec<OpTime>> {
         a,
         None,
     );
+    // A/B: the softmax and cross-entropy rows read twice instead of held in registers.
+    #[cfg(feature = "cuda")]
+    {
+        crosslore_fused::cuda::set_row_cache(false);
+        let two_pass = (|| -> Result<_> {
+            Ok([
+                fused_time(dev, reps, || {
+                    fused::causal_softmax_fwd(&sc, AttnMask::Causal, scale)
+                })?,
+                fused_time(dev, reps, || fused::causal_softmax_bwd(&dp, &p, scale))?,
+                fused_time(dev, reps, || {
+                    fused::cross_entropy_fwd_bwd(&logits, &targets, 1.0)
+                })?,
+            ])
+        })();
+        crosslore_fused::cuda::set_row_cache(true);
+        let [f, b, x] = two_pass?;
+        push(
+            "causal_softmax_fwd, rows read twice",
+            &shape,
+            (tri + full) * e,
+            f,
+            None,
+        );
+        push(
+            "causal_softmax_bwd, rows read twice",
+            &shape,
+            (2.0 * tri + full) * e,
+            b,
+            None,
+        );
+        let xs = format!("[{rows},{vocab}]");
+        push(
+            "cross_entropy_fwd_bwd, rows read twice",
+            &xs,
+            2.0 * n * e,
+            x,
+            None,
+        );
+    }
     Ok(out)
 }
 
-/// Markdown table of [`timings`].
+/// Markdown table of [`timings`]; the ratio is GPU time over the floor (wall time without CUDA).
 pub fn table(ts: &[OpTime]) -> String {
     let mut s = String::from(
-        "| op (bf16) | shape | fused ms | candle composite ms | MB moved | copy floor ms | fused / floor |\n|---|---|---|---|---|---|---|\n",
+        "| op (bf16) | shape | fused wall ms | fused GPU ms | candle composite wall ms | MB moved | copy floor ms | fused GPU / floor |\n|---|---|---|---|---|---|---|---|\n",
     );
+    let opt = |v: Option<f64>| v.map_or("-".into(), |c| format!("{c:.3}"));
     for t in ts {
-        let comp = t.composite_ms.map_or("-".into(), |c| format!("{c:.3}"));
         s.push_str(&format!(
-            "| {} | {} | {:.3} | {comp} | {:.1} | {:.3} | {:.2} |\n",
+            "| {} | {} | {:.3} | {} | {} | {:.1} | {:.3} | {:.2} |\n",
             t.op,
             t.shape,
             t.fused_ms,
+            opt(t.fused_gpu_ms),
+            opt(t.composite_ms),
             t.bytes / 1e6,
             t.floor_ms,
-            t.fused_ms / t.floor_ms
+            t.fused_gpu_ms.unwrap_or(t.fused_ms) / t.floor_ms
         ));
     }
     s

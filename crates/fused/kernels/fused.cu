@@ -29,17 +29,12 @@ template <typename T> __device__ __forceinline__ float round_t(float x) { return
 // Elements per 16-byte vector.
 template <typename T> struct Vw { static constexpr int value = 16 / sizeof(T); };
 
-// Loads V consecutive elements (V = 1 or one 16-byte vector) as f32.
-template <typename T, int V> __device__ __forceinline__ void ld(const T *p, float *o) {
-  if constexpr (V == 1) {
-    o[0] = tof(p[0]);
-  } else if constexpr (sizeof(T) == 4) {
-    static_assert(V == 4, "f32 vectors hold 4");
-    float4 v = *reinterpret_cast<const float4 *>(p);
-    o[0] = v.x; o[1] = v.y; o[2] = v.z; o[3] = v.w;
+// The 4 f32 / 8 bf16 values of one 16-byte vector as f32.
+template <typename T> __device__ __forceinline__ void unpack(const uint4 &v, float *o) {
+  if constexpr (sizeof(T) == 4) {
+    o[0] = __uint_as_float(v.x); o[1] = __uint_as_float(v.y);
+    o[2] = __uint_as_float(v.z); o[3] = __uint_as_float(v.w);
   } else {
-    static_assert(V == 8, "bf16 vectors hold 8");
-    uint4 v = *reinterpret_cast<const uint4 *>(p);
     const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&v);
 #pragma unroll
     for (int i = 0; i < 4; i++) {
@@ -47,6 +42,16 @@ template <typename T, int V> __device__ __forceinline__ void ld(const T *p, floa
       o[2 * i] = f.x;
       o[2 * i + 1] = f.y;
     }
+  }
+}
+
+// Loads V consecutive elements (V = 1 or one 16-byte vector) as f32.
+template <typename T, int V> __device__ __forceinline__ void ld(const T *p, float *o) {
+  if constexpr (V == 1) {
+    o[0] = tof(p[0]);
+  } else {
+    static_assert(V == Vw<T>::value, "one 16-byte vector");
+    unpack<T>(*reinterpret_cast<const uint4 *>(p), o);
   }
 }
 
@@ -253,15 +258,17 @@ __device__ void rope_k(const T *__restrict__ in, const T *__restrict__ cs,
   const int half = d / 2, per_row = half / V;
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < items;
        i += (size_t)gridDim.x * blockDim.x) {
-    const int c = (int)(i % per_row) * V;
-    const size_t bsn = i / per_row; // row of the [b, s, n, d] side
-    const int hh = (int)(bsn % n);
-    const size_t bs = bsn / n;
-    const int si = (int)(bs % s);
-    const size_t bi = bs / s;
-    const size_t bns = ((bi * n + hh) * s + si) * d; // row of the [b, n, s, d] side
-    const T *src = in + (FWD ? bsn * d : bns);
-    T *dst = out + (FWD ? bns : bsn * d);
+    // 32-bit index arithmetic (the launcher keeps items < 2^32).
+    const unsigned ii = (unsigned)i;
+    const int c = (int)(ii % (unsigned)per_row) * V;
+    const unsigned bsn = ii / (unsigned)per_row; // row of the [b, s, n, d] side
+    const unsigned hh = bsn % (unsigned)n;
+    const unsigned bs = bsn / (unsigned)n;
+    const unsigned si = bs % (unsigned)s;
+    const unsigned bi = bs / (unsigned)s;
+    const size_t bns = (((size_t)bi * n + hh) * s + si) * d; // row of the [b, n, s, d] side
+    const T *src = in + (FWD ? (size_t)bsn * d : bns);
+    T *dst = out + (FWD ? bns : (size_t)bsn * d);
     float a1[V], a2[V], c1[V], c2[V], s1[V], s2[V];
     ld<T, V>(src + c, a1);
     ld<T, V>(src + half + c, a2);
@@ -439,19 +446,140 @@ __device__ void softmax_b(const T *__restrict__ dp, const T *__restrict__ p,
   }
 }
 
+// The same two kernels with the row held in registers between the passes (one global read):
+// lane `lane` holds chunk i at columns (32 i + lane) V, i < CH, as raw 16-byte vectors, for rows
+// of s <= 32 V CH (vector path only).
+template <typename T, int CH>
+__device__ void softmax_fc(const T *__restrict__ x, const float *__restrict__ mask,
+                           T *__restrict__ y, size_t rows, int s, size_t rows_per_batch,
+                           float scale) {
+  constexpr int V = Vw<T>::value;
+  const int lane = threadIdx.x & 31;
+  const size_t nwarps = ((size_t)gridDim.x * blockDim.x) >> 5;
+  for (size_t row = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < rows;
+       row += nwarps) {
+    const int lim = (int)(row % s) + 1;
+    const float *mk = mask ? mask + (row / rows_per_batch) * s : nullptr;
+    const T *xr = x + row * s;
+    T *yr = y + row * s;
+    uint4 raw[CH];
+#pragma unroll
+    for (int i = 0; i < CH; i++) {
+      const int c = (i * 32 + lane) * V;
+      if (c < lim) raw[i] = *reinterpret_cast<const uint4 *>(xr + c);
+    }
+    float m = -INFINITY, l = 0.f;
+#pragma unroll
+    for (int i = 0; i < CH; i++) {
+      const int c = (i * 32 + lane) * V;
+      if (c < lim) {
+        float a[V];
+        unpack<T>(raw[i], a);
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+          const int j = c + k;
+          const bool ok = j < lim && (!mk || mk[j] != 0.f);
+          a[k] = ok ? a[k] * scale : -INFINITY;
+        }
+        ms_add<V>(m, l, a);
+      }
+    }
+    warp_ms(m, l);
+    const float inv = l > 0.f ? 1.0f / l : 0.f;
+#pragma unroll
+    for (int i = 0; i < CH; i++) {
+      const int c = (i * 32 + lane) * V;
+      if (c >= s) continue;
+      float a[V];
+      if (c < lim) {
+        unpack<T>(raw[i], a);
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+          const int j = c + k;
+          const bool ok = j < lim && (!mk || mk[j] != 0.f);
+          a[k] = ok ? __expf(a[k] * scale - m) * inv : 0.f;
+        }
+      } else {
+#pragma unroll
+        for (int k = 0; k < V; k++) a[k] = 0.f;
+      }
+      st<T, V>(yr + c, a);
+    }
+  }
+}
+
+template <typename T, int CH>
+__device__ void softmax_bc(const T *__restrict__ dp, const T *__restrict__ p,
+                           T *__restrict__ ds, size_t rows, int s, float scale) {
+  constexpr int V = Vw<T>::value;
+  const int lane = threadIdx.x & 31;
+  const size_t nwarps = ((size_t)gridDim.x * blockDim.x) >> 5;
+  for (size_t row = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < rows;
+       row += nwarps) {
+    const int lim = (int)(row % s) + 1;
+    const T *dpr = dp + row * s;
+    const T *pr = p + row * s;
+    T *dsr = ds + row * s;
+    uint4 ra[CH], rb[CH];
+#pragma unroll
+    for (int i = 0; i < CH; i++) {
+      const int c = (i * 32 + lane) * V;
+      if (c < lim) {
+        ra[i] = *reinterpret_cast<const uint4 *>(dpr + c);
+        rb[i] = *reinterpret_cast<const uint4 *>(pr + c);
+      }
+    }
+    float dot = 0.f;
+#pragma unroll
+    for (int i = 0; i < CH; i++) {
+      const int c = (i * 32 + lane) * V;
+      if (c < lim) {
+        float a[V], b[V];
+        unpack<T>(ra[i], a);
+        unpack<T>(rb[i], b);
+#pragma unroll
+        for (int k = 0; k < V; k++)
+          if (c + k < lim) dot += a[k] * b[k];
+      }
+    }
+    dot = warp_sum(dot);
+#pragma unroll
+    for (int i = 0; i < CH; i++) {
+      const int c = (i * 32 + lane) * V;
+      if (c >= s) continue;
+      float a[V], b[V];
+      if (c < lim) {
+        unpack<T>(ra[i], a);
+        unpack<T>(rb[i], b);
+#pragma unroll
+        for (int k = 0; k < V; k++) a[k] = c + k < lim ? b[k] * (a[k] - dot) * scale : 0.f;
+      } else {
+#pragma unroll
+        for (int k = 0; k < V; k++) a[k] = 0.f;
+      }
+      st<T, V>(dsr + c, a);
+    }
+  }
+}
+
+// `ch`: 0 = two global passes, 1 or 2 = the row cached in registers (chunks per lane).
 #define SOFTMAX(S, T)                                                                             \
-  extern "C" __global__ void causal_softmax_fwd_##S(const T *x, const float *mask, T *y,         \
+  extern "C" __global__ void __launch_bounds__(256, 4) causal_softmax_fwd_##S(const T *x, const float *mask, T *y,         \
                                                     unsigned long long rows, int s,               \
                                                     unsigned long long rows_per_batch,            \
-                                                    float scale, int vec) {                       \
-    if (vec) softmax_f<T, Vw<T>::value>(x, mask, y, rows, s, rows_per_batch, scale);              \
-    else softmax_f<T, 1>(x, mask, y, rows, s, rows_per_batch, scale);                             \
+                                                    float scale, int vec, int ch) {               \
+    if (!vec) softmax_f<T, 1>(x, mask, y, rows, s, rows_per_batch, scale);                        \
+    else if (ch == 1) softmax_fc<T, 1>(x, mask, y, rows, s, rows_per_batch, scale);               \
+    else if (ch == 2) softmax_fc<T, 2>(x, mask, y, rows, s, rows_per_batch, scale);               \
+    else softmax_f<T, Vw<T>::value>(x, mask, y, rows, s, rows_per_batch, scale);                  \
   }                                                                                               \
-  extern "C" __global__ void causal_softmax_bwd_##S(const T *dp, const T *p, T *ds,              \
+  extern "C" __global__ void __launch_bounds__(256, 4) causal_softmax_bwd_##S(const T *dp, const T *p, T *ds,              \
                                                     unsigned long long rows, int s, float scale,  \
-                                                    int vec) {                                    \
-    if (vec) softmax_b<T, Vw<T>::value>(dp, p, ds, rows, s, scale);                               \
-    else softmax_b<T, 1>(dp, p, ds, rows, s, scale);                                              \
+                                                    int vec, int ch) {                            \
+    if (!vec) softmax_b<T, 1>(dp, p, ds, rows, s, scale);                                         \
+    else if (ch == 1) softmax_bc<T, 1>(dp, p, ds, rows, s, scale);                                \
+    else if (ch == 2) softmax_bc<T, 2>(dp, p, ds, rows, s, scale);                                \
+    else softmax_b<T, Vw<T>::value>(dp, p, ds, rows, s, scale);                                   \
   }
 SOFTMAX(f32, float)
 SOFTMAX(bf16, bf16)
@@ -462,29 +590,17 @@ SOFTMAX(bf16, bf16)
 // loss = log(l) + m - z_t into row_loss[row] and dz = grad_scale (exp(z - m) / l - [j == t]).
 // Ignored rows: loss 0, dz = 0, the logits are not read.
 template <typename T, int V>
-__device__ void xent_k(const T *__restrict__ z, const uint32_t *__restrict__ tgt,
-                       T *__restrict__ dz, float *__restrict__ row_loss, int vocab,
-                       float grad_scale) {
-  __shared__ float shm[32], shl[32];
-  const size_t row = blockIdx.x;
-  const T *zr = z + row * vocab;
-  T *dzr = dz + row * vocab;
-  const uint32_t t = tgt[row];
-  const bool valid = t < (uint32_t)vocab;
-  if (!valid) {
-    float o[V];
+__device__ void xent_ignored(T *__restrict__ dzr, float *__restrict__ loss, int vocab) {
+  float o[V];
 #pragma unroll
-    for (int k = 0; k < V; k++) o[k] = 0.f;
-    for (int c = threadIdx.x * V; c < vocab; c += blockDim.x * V) st<T, V>(dzr + c, o);
-    if (threadIdx.x == 0) row_loss[row] = 0.f;
-    return;
-  }
-  float m = -INFINITY, l = 0.f;
-  for (int c = threadIdx.x * V; c < vocab; c += blockDim.x * V) {
-    float a[V];
-    ld<T, V>(zr + c, a);
-    ms_add<V>(m, l, a);
-  }
+  for (int k = 0; k < V; k++) o[k] = 0.f;
+  for (int c = threadIdx.x * V; c < vocab; c += blockDim.x * V) st<T, V>(dzr + c, o);
+  if (threadIdx.x == 0) *loss = 0.f;
+}
+
+// Merges the (m, l) states of the whole block; every thread gets the result.
+__device__ void block_ms(float &m, float &l) {
+  __shared__ float shm[32], shl[32];
   warp_ms(m, l);
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
   if (lane == 0) {
@@ -504,24 +620,94 @@ __device__ void xent_k(const T *__restrict__ z, const uint32_t *__restrict__ tgt
   __syncthreads();
   m = shm[0];
   l = shl[0];
+}
+
+// dz of V logits a (in place) at columns c.. of a row with target t.
+template <int V>
+__device__ __forceinline__ void xent_grad(float *a, int c, uint32_t t, float m, float inv,
+                                          float grad_scale) {
+#pragma unroll
+  for (int k = 0; k < V; k++)
+    a[k] = grad_scale * (__expf(a[k] - m) * inv - ((uint32_t)(c + k) == t ? 1.0f : 0.0f));
+}
+
+template <typename T, int V>
+__device__ void xent_k(const T *__restrict__ z, const uint32_t *__restrict__ tgt,
+                       T *__restrict__ dz, float *__restrict__ row_loss, int vocab,
+                       float grad_scale) {
+  const size_t row = blockIdx.x;
+  const T *zr = z + row * vocab;
+  T *dzr = dz + row * vocab;
+  const uint32_t t = tgt[row];
+  if (t >= (uint32_t)vocab) return xent_ignored<T, V>(dzr, row_loss + row, vocab);
+  float m = -INFINITY, l = 0.f;
+  for (int c = threadIdx.x * V; c < vocab; c += blockDim.x * V) {
+    float a[V];
+    ld<T, V>(zr + c, a);
+    ms_add<V>(m, l, a);
+  }
+  block_ms(m, l);
   if (threadIdx.x == 0) row_loss[row] = (logf(l) + m) - tof(zr[t]);
   const float inv = 1.0f / l;
   for (int c = threadIdx.x * V; c < vocab; c += blockDim.x * V) {
     float a[V];
     ld<T, V>(zr + c, a);
-#pragma unroll
-    for (int k = 0; k < V; k++)
-      a[k] = grad_scale * (__expf(a[k] - m) * inv - ((uint32_t)(c + k) == t ? 1.0f : 0.0f));
+    xent_grad<V>(a, c, t, m, inv, grad_scale);
     st<T, V>(dzr + c, a);
   }
 }
 
+// The same with the row held in registers (one global read): thread t holds chunk i at columns
+// (i blockDim + t) V, i < CH, as raw 16-byte vectors, for vocab <= blockDim V CH.
+template <typename T, int CH>
+__device__ void xent_c(const T *__restrict__ z, const uint32_t *__restrict__ tgt,
+                       T *__restrict__ dz, float *__restrict__ row_loss, int vocab,
+                       float grad_scale) {
+  constexpr int V = Vw<T>::value;
+  const size_t row = blockIdx.x;
+  const T *zr = z + row * vocab;
+  T *dzr = dz + row * vocab;
+  const uint32_t t = tgt[row];
+  if (t >= (uint32_t)vocab) return xent_ignored<T, V>(dzr, row_loss + row, vocab);
+  uint4 raw[CH];
+#pragma unroll
+  for (int i = 0; i < CH; i++) {
+    const int c = (i * blockDim.x + threadIdx.x) * V;
+    if (c < vocab) raw[i] = *reinterpret_cast<const uint4 *>(zr + c);
+  }
+  float m = -INFINITY, l = 0.f;
+#pragma unroll
+  for (int i = 0; i < CH; i++) {
+    const int c = (i * blockDim.x + threadIdx.x) * V;
+    if (c < vocab) {
+      float a[V];
+      unpack<T>(raw[i], a);
+      ms_add<V>(m, l, a);
+    }
+  }
+  block_ms(m, l);
+  if (threadIdx.x == 0) row_loss[row] = (logf(l) + m) - tof(zr[t]);
+  const float inv = 1.0f / l;
+#pragma unroll
+  for (int i = 0; i < CH; i++) {
+    const int c = (i * blockDim.x + threadIdx.x) * V;
+    if (c < vocab) {
+      float a[V];
+      unpack<T>(raw[i], a);
+      xent_grad<V>(a, c, t, m, inv, grad_scale);
+      st<T, V>(dzr + c, a);
+    }
+  }
+}
+
+// `cached`: the row fits the registers of the block (vector path, CH = 8).
 #define XENT(S, T)                                                                                \
-  extern "C" __global__ void xent_fwd_bwd_##S(const T *z, const uint32_t *tgt, T *dz,            \
+  extern "C" __global__ void __launch_bounds__(512, 2) xent_fwd_bwd_##S(const T *z, const uint32_t *tgt, T *dz,            \
                                               float *row_loss, int vocab, float grad_scale,       \
-                                              int vec) {                                          \
-    if (vec) xent_k<T, Vw<T>::value>(z, tgt, dz, row_loss, vocab, grad_scale);                    \
-    else xent_k<T, 1>(z, tgt, dz, row_loss, vocab, grad_scale);                                   \
+                                              int vec, int cached) {                              \
+    if (!vec) xent_k<T, 1>(z, tgt, dz, row_loss, vocab, grad_scale);                              \
+    else if (cached) xent_c<T, 8>(z, tgt, dz, row_loss, vocab, grad_scale);                       \
+    else xent_k<T, Vw<T>::value>(z, tgt, dz, row_loss, vocab, grad_scale);                        \
   }
 XENT(f32, float)
 XENT(bf16, bf16)

@@ -9,6 +9,8 @@
 //! no launcher synchronises with the host. Every kernel loads and stores 16 bytes at a time when
 //! all its pointers are 16-byte aligned and the row lengths divisible by the vector width
 //! (4 f32 / 8 bf16), else element by element.
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use candle_core::{DType, Tensor};
 use crosslore_linalg::kernels::{cuda_dev, empty, ptr, typed};
 use crosslore_linalg::launch_ptx;
@@ -203,6 +205,12 @@ fn rope(op: &'static str, x: &Tensor, cos: &Tensor, sin: &Tensor, fwd: bool) -> 
     let vec = vec_flag(x.dtype(), &[px, pc, ps, po], &[d / 2]);
     let v = if vec == 1 { width(x.dtype()) } else { 1 };
     let items = (b * s * n * (d / 2) / v) as u64;
+    if items > u32::MAX as u64 {
+        return Err(invalid(
+            op,
+            format!("{items} work items exceed the kernel's u32 indices"),
+        ));
+    }
     let name = typed(op, if fwd { "rope_fwd" } else { "rope_bwd" }, x)?;
     let (s32, n32, d32) = (int(op, "s", s)?, int(op, "heads", n)?, int(op, "d", d)?);
     launch!(
@@ -268,8 +276,33 @@ pub fn swiglu_bwd(dh: &Tensor, g: &Tensor, u: &Tensor) -> Result<(Tensor, Tensor
     Ok((dg, du))
 }
 
-/// Warps (rows) per block of the softmax kernels.
+/// Warps (rows) per block of the softmax kernels (their launch bounds: 256 threads).
 const SOFTMAX_WARPS: usize = 8;
+
+/// Whether softmax and cross-entropy rows that fit are held in registers between the kernels'
+/// two passes (one global read) instead of being read twice.
+static ROW_CACHE: AtomicBool = AtomicBool::new(true);
+
+/// Turns the register-held rows of the softmax and cross-entropy kernels on (default) or off
+/// (two passes over global memory), process-wide; both give the same results. For A/B timing
+/// (`crosslore-bench fused-ops`): on the H200 neither was shown faster yet.
+pub fn set_row_cache(on: bool) {
+    ROW_CACHE.store(on, Ordering::Relaxed);
+}
+
+fn row_cache() -> bool {
+    ROW_CACHE.load(Ordering::Relaxed)
+}
+
+/// Vectors per lane when a softmax row of length `s` is held in registers (1 or 2), else 0
+/// (two passes over global memory; also the element-wise path).
+fn cached_chunks(dtype: DType, vec: i32, s: usize) -> i32 {
+    match (vec == 1 && row_cache(), s.div_ceil(32 * width(dtype))) {
+        (true, 1) => 1,
+        (true, 2) => 2,
+        _ => 0,
+    }
+}
 
 pub fn causal_softmax_fwd(scores: &Tensor, mask: AttnMask, scale: f32) -> Result<Tensor> {
     const OP: &str = "causal_softmax_fwd";
@@ -287,6 +320,7 @@ pub fn causal_softmax_fwd(scores: &Tensor, mask: AttnMask, scale: f32) -> Result
         AttnMask::CausalKeys(m) => ptr(OP, m, cd)?,
     };
     let vec = vec_flag(scores.dtype(), &[px, pp], &[s]);
+    let ch = cached_chunks(scores.dtype(), vec, s);
     let name = typed(OP, "causal_softmax_fwd", scores)?;
     let (total64, per_batch) = (total as u64, (heads * rows) as u64);
     let s32 = int(OP, "key length", s)?;
@@ -295,7 +329,7 @@ pub fn causal_softmax_fwd(scores: &Tensor, mask: AttnMask, scale: f32) -> Result
         (32 * SOFTMAX_WARPS as u32, 1),
         0,
     );
-    launch!(cd, name, grid, px, pm, pp, total64, s32, per_batch, scale, vec);
+    launch!(cd, name, grid, px, pm, pp, total64, s32, per_batch, scale, vec, ch);
     Ok(p)
 }
 
@@ -310,6 +344,7 @@ pub fn causal_softmax_bwd(dp: &Tensor, p: &Tensor, scale: f32) -> Result<Tensor>
     }
     let (pdp, pp, pds) = (ptr(OP, dp, cd)?, ptr(OP, p, cd)?, ptr(OP, &ds, cd)?);
     let vec = vec_flag(p.dtype(), &[pdp, pp, pds], &[s]);
+    let ch = cached_chunks(p.dtype(), vec, s);
     let name = typed(OP, "causal_softmax_bwd", p)?;
     let total64 = total as u64;
     let s32 = int(OP, "key length", s)?;
@@ -318,7 +353,7 @@ pub fn causal_softmax_bwd(dp: &Tensor, p: &Tensor, scale: f32) -> Result<Tensor>
         (32 * SOFTMAX_WARPS as u32, 1),
         0,
     );
-    launch!(cd, name, grid, pdp, pp, pds, total64, s32, scale, vec);
+    launch!(cd, name, grid, pdp, pp, pds, total64, s32, scale, vec, ch);
     Ok(ds)
 }
 
@@ -342,11 +377,14 @@ pub fn cross_entropy_fwd_bwd(
         );
         let vec = vec_flag(logits.dtype(), &[pz, pdz], &[vocab]);
         let v = if vec == 1 { width(logits.dtype()) } else { 1 };
-        let threads = if vocab / v >= 1024 { 1024 } else { 256 };
+        // The kernel's launch bounds: at most 512 threads. A row of at most 8 vectors per
+        // thread is held in registers (`cached`; 32000 bf16 logits fit).
+        let threads = if vocab / v >= 512 { 512 } else { 256 };
+        let cached = i32::from(vec == 1 && row_cache() && vocab <= threads * v * 8);
         let name = typed(OP, "xent_fwd_bwd", logits)?;
         let v32 = int(OP, "vocab", vocab)?;
-        let grid = cfg(blocks(OP, rows)?, (threads, 1), 0);
-        launch!(cd, name, grid, pz, pt, pdz, prl, v32, grad_scale, vec);
+        let grid = cfg(blocks(OP, rows)?, (threads as u32, 1), 0);
+        launch!(cd, name, grid, pz, pt, pdz, prl, v32, grad_scale, vec, cached);
     }
     let n = if vocab > 0 { rows as u64 } else { 0 };
     let sum = "sum_f32".to_string();

@@ -89,9 +89,10 @@ macro_rules! launch_ptx {
         let f = $cd.get_or_load_custom_func(&$name, $module, $ptx)?;
         let mut b = f.builder();
         $( b.arg(&$arg); )+
+        let cfg = $cfg;
         // SAFETY: argument types and order follow the kernel's signature in the .cu file; every
         // pointer addresses a live, contiguous buffer of the length passed (checked by callers).
-        unsafe { b.launch($cfg) }.map_err(|e| {
+        unsafe { b.launch(cfg) }.map_err(|e| {
             candle_core::Error::Msg(format!("CUDA kernel {}: {e:?}", $name))
         })?;
     }};
