@@ -359,12 +359,65 @@ SWIGLU(f32, float)
 SWIGLU(bf16, bf16)
 
 // ---------------------------------------------------------------------------------------------
+// Row chunks shared by the softmax and cross-entropy kernels. A thread at position `pos` of a
+// group of `w` threads (a warp: w = 32; a block: w = blockDim.x) owns chunk i of a row: V
+// elements from column (i w + pos) V. With CH > 0 the thread holds its CH chunks in registers as
+// raw 16-byte vectors (V = one vector; the row must fit: CH w V >= its length), so a kernel reads
+// the row from global memory once; with CH = 0 every pass reads it again (any length, V = 1 or
+// one vector).
+template <typename T, int V, int CH> struct RowChunks {
+  uint4 raw[CH > 0 ? CH : 1];
+  // Issues the loads of the chunks starting before `bound` (CH > 0; nothing otherwise).
+  __device__ __forceinline__ void fetch(const T *row, int w, int pos, int bound) {
+    if constexpr (CH > 0) {
+#pragma unroll
+      for (int i = 0; i < CH; i++) {
+        const int c = (i * w + pos) * V;
+        if (c < bound) raw[i] = *reinterpret_cast<const uint4 *>(row + c);
+      }
+    }
+  }
+  // Chunk i (first column c) as f32.
+  __device__ __forceinline__ void get(const T *row, int i, int c, float *a) const {
+    if constexpr (CH > 0) unpack<T>(raw[i], a);
+    else ld<T, V>(row + c, a);
+  }
+};
+
+// Calls f(i, c) for the thread's chunks i whose first column c is below `bound`.
+template <int CH, int V, typename F>
+__device__ __forceinline__ void for_chunks(int w, int pos, int bound, F f) {
+  if constexpr (CH > 0) {
+#pragma unroll
+    for (int i = 0; i < CH; i++) {
+      const int c = (i * w + pos) * V;
+      if (c < bound) f(i, c);
+    }
+  } else {
+    for (int i = 0, c = pos * V; c < bound; i++, c += w * V) f(i, c);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Causal softmax over rows of length s: one warp per row. Row R has query position q = R % s and
 // batch index R / rows_per_batch; key j is allowed when j <= q and (no mask or mask[b, j] != 0).
 // Keys past q are never read: the forward writes 0 there, the backward too (P is 0 there).
 // Forward: P = exp(scale x - m) / l over allowed keys (online max/sum in one pass, then one pass
 // writing), a row with no allowed key is 0. Backward: dS = P (dP - sum_j dP_j P_j) scale.
-template <typename T, int V>
+
+// The V scores from column c: allowed ones scaled, the others -inf.
+template <int V>
+__device__ __forceinline__ void sm_mask_scale(float *a, int c, int lim, const float *mk,
+                                              float scale) {
+#pragma unroll
+  for (int k = 0; k < V; k++) {
+    const int j = c + k;
+    const bool ok = j < lim && (!mk || mk[j] != 0.f);
+    a[k] = ok ? a[k] * scale : -INFINITY;
+  }
+}
+
+template <typename T, int V, int CH>
 __device__ void softmax_f(const T *__restrict__ x, const float *__restrict__ mask,
                           T *__restrict__ y, size_t rows, int s, size_t rows_per_batch,
                           float scale) {
@@ -376,40 +429,34 @@ __device__ void softmax_f(const T *__restrict__ x, const float *__restrict__ mas
     const float *mk = mask ? mask + (row / rows_per_batch) * s : nullptr;
     const T *xr = x + row * s;
     T *yr = y + row * s;
+    RowChunks<T, V, CH> rc;
+    rc.fetch(xr, 32, lane, lim);
     float m = -INFINITY, l = 0.f;
-    for (int c = lane * V; c < lim; c += 32 * V) {
+    for_chunks<CH, V>(32, lane, lim, [&](int i, int c) {
       float a[V];
-      ld<T, V>(xr + c, a);
-#pragma unroll
-      for (int k = 0; k < V; k++) {
-        const int j = c + k;
-        const bool ok = j < lim && (!mk || mk[j] != 0.f);
-        a[k] = ok ? a[k] * scale : -INFINITY;
-      }
+      rc.get(xr, i, c, a);
+      sm_mask_scale<V>(a, c, lim, mk, scale);
       ms_add<V>(m, l, a);
-    }
+    });
     warp_ms(m, l);
     const float inv = l > 0.f ? 1.0f / l : 0.f;
-    for (int c = lane * V; c < s; c += 32 * V) {
+    for_chunks<CH, V>(32, lane, s, [&](int i, int c) {
       float a[V];
       if (c < lim) {
-        ld<T, V>(xr + c, a);
+        rc.get(xr, i, c, a);
+        sm_mask_scale<V>(a, c, lim, mk, scale);
 #pragma unroll
-        for (int k = 0; k < V; k++) {
-          const int j = c + k;
-          const bool ok = j < lim && (!mk || mk[j] != 0.f);
-          a[k] = ok ? __expf(a[k] * scale - m) * inv : 0.f;
-        }
+        for (int k = 0; k < V; k++) a[k] = a[k] == -INFINITY ? 0.f : __expf(a[k] - m) * inv;
       } else {
 #pragma unroll
         for (int k = 0; k < V; k++) a[k] = 0.f;
       }
       st<T, V>(yr + c, a);
-    }
+    });
   }
 }
 
-template <typename T, int V>
+template <typename T, int V, int CH>
 __device__ void softmax_b(const T *__restrict__ dp, const T *__restrict__ p,
                           T *__restrict__ ds, size_t rows, int s, float scale) {
   const int lane = threadIdx.x & 31;
@@ -420,166 +467,51 @@ __device__ void softmax_b(const T *__restrict__ dp, const T *__restrict__ p,
     const T *dpr = dp + row * s;
     const T *pr = p + row * s;
     T *dsr = ds + row * s;
+    RowChunks<T, V, CH> ra, rb;
+    ra.fetch(dpr, 32, lane, lim);
+    rb.fetch(pr, 32, lane, lim);
     float dot = 0.f;
-    for (int c = lane * V; c < lim; c += 32 * V) {
+    for_chunks<CH, V>(32, lane, lim, [&](int i, int c) {
       float a[V], b[V];
-      ld<T, V>(dpr + c, a);
-      ld<T, V>(pr + c, b);
+      ra.get(dpr, i, c, a);
+      rb.get(pr, i, c, b);
 #pragma unroll
       for (int k = 0; k < V; k++)
         if (c + k < lim) dot += a[k] * b[k];
-    }
+    });
     dot = warp_sum(dot);
-    for (int c = lane * V; c < s; c += 32 * V) {
+    for_chunks<CH, V>(32, lane, s, [&](int i, int c) {
       float a[V], b[V];
       if (c < lim) {
-        ld<T, V>(dpr + c, a);
-        ld<T, V>(pr + c, b);
-#pragma unroll
-        for (int k = 0; k < V; k++) a[k] = c + k < lim ? b[k] * (a[k] - dot) * scale : 0.f;
-      } else {
-#pragma unroll
-        for (int k = 0; k < V; k++) a[k] = 0.f;
+        ra.get(dpr, i, c, a);
+        rb.get(pr, i, c, b);
       }
+#pragma unroll
+      for (int k = 0; k < V; k++) a[k] = c + k < lim ? b[k] * (a[k] - dot) * scale : 0.f;
       st<T, V>(dsr + c, a);
-    }
-  }
-}
-
-// The same two kernels with the row held in registers between the passes (one global read):
-// lane `lane` holds chunk i at columns (32 i + lane) V, i < CH, as raw 16-byte vectors, for rows
-// of s <= 32 V CH (vector path only).
-template <typename T, int CH>
-__device__ void softmax_fc(const T *__restrict__ x, const float *__restrict__ mask,
-                           T *__restrict__ y, size_t rows, int s, size_t rows_per_batch,
-                           float scale) {
-  constexpr int V = Vw<T>::value;
-  const int lane = threadIdx.x & 31;
-  const size_t nwarps = ((size_t)gridDim.x * blockDim.x) >> 5;
-  for (size_t row = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < rows;
-       row += nwarps) {
-    const int lim = (int)(row % s) + 1;
-    const float *mk = mask ? mask + (row / rows_per_batch) * s : nullptr;
-    const T *xr = x + row * s;
-    T *yr = y + row * s;
-    uint4 raw[CH];
-#pragma unroll
-    for (int i = 0; i < CH; i++) {
-      const int c = (i * 32 + lane) * V;
-      if (c < lim) raw[i] = *reinterpret_cast<const uint4 *>(xr + c);
-    }
-    float m = -INFINITY, l = 0.f;
-#pragma unroll
-    for (int i = 0; i < CH; i++) {
-      const int c = (i * 32 + lane) * V;
-      if (c < lim) {
-        float a[V];
-        unpack<T>(raw[i], a);
-#pragma unroll
-        for (int k = 0; k < V; k++) {
-          const int j = c + k;
-          const bool ok = j < lim && (!mk || mk[j] != 0.f);
-          a[k] = ok ? a[k] * scale : -INFINITY;
-        }
-        ms_add<V>(m, l, a);
-      }
-    }
-    warp_ms(m, l);
-    const float inv = l > 0.f ? 1.0f / l : 0.f;
-#pragma unroll
-    for (int i = 0; i < CH; i++) {
-      const int c = (i * 32 + lane) * V;
-      if (c >= s) continue;
-      float a[V];
-      if (c < lim) {
-        unpack<T>(raw[i], a);
-#pragma unroll
-        for (int k = 0; k < V; k++) {
-          const int j = c + k;
-          const bool ok = j < lim && (!mk || mk[j] != 0.f);
-          a[k] = ok ? __expf(a[k] * scale - m) * inv : 0.f;
-        }
-      } else {
-#pragma unroll
-        for (int k = 0; k < V; k++) a[k] = 0.f;
-      }
-      st<T, V>(yr + c, a);
-    }
-  }
-}
-
-template <typename T, int CH>
-__device__ void softmax_bc(const T *__restrict__ dp, const T *__restrict__ p,
-                           T *__restrict__ ds, size_t rows, int s, float scale) {
-  constexpr int V = Vw<T>::value;
-  const int lane = threadIdx.x & 31;
-  const size_t nwarps = ((size_t)gridDim.x * blockDim.x) >> 5;
-  for (size_t row = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < rows;
-       row += nwarps) {
-    const int lim = (int)(row % s) + 1;
-    const T *dpr = dp + row * s;
-    const T *pr = p + row * s;
-    T *dsr = ds + row * s;
-    uint4 ra[CH], rb[CH];
-#pragma unroll
-    for (int i = 0; i < CH; i++) {
-      const int c = (i * 32 + lane) * V;
-      if (c < lim) {
-        ra[i] = *reinterpret_cast<const uint4 *>(dpr + c);
-        rb[i] = *reinterpret_cast<const uint4 *>(pr + c);
-      }
-    }
-    float dot = 0.f;
-#pragma unroll
-    for (int i = 0; i < CH; i++) {
-      const int c = (i * 32 + lane) * V;
-      if (c < lim) {
-        float a[V], b[V];
-        unpack<T>(ra[i], a);
-        unpack<T>(rb[i], b);
-#pragma unroll
-        for (int k = 0; k < V; k++)
-          if (c + k < lim) dot += a[k] * b[k];
-      }
-    }
-    dot = warp_sum(dot);
-#pragma unroll
-    for (int i = 0; i < CH; i++) {
-      const int c = (i * 32 + lane) * V;
-      if (c >= s) continue;
-      float a[V], b[V];
-      if (c < lim) {
-        unpack<T>(ra[i], a);
-        unpack<T>(rb[i], b);
-#pragma unroll
-        for (int k = 0; k < V; k++) a[k] = c + k < lim ? b[k] * (a[k] - dot) * scale : 0.f;
-      } else {
-#pragma unroll
-        for (int k = 0; k < V; k++) a[k] = 0.f;
-      }
-      st<T, V>(dsr + c, a);
-    }
+    });
   }
 }
 
 // `ch`: 0 = two global passes, 1 or 2 = the row cached in registers (chunks per lane).
 #define SOFTMAX(S, T)                                                                             \
-  extern "C" __global__ void __launch_bounds__(256, 4) causal_softmax_fwd_##S(const T *x, const float *mask, T *y,         \
-                                                    unsigned long long rows, int s,               \
-                                                    unsigned long long rows_per_batch,            \
-                                                    float scale, int vec, int ch) {               \
-    if (!vec) softmax_f<T, 1>(x, mask, y, rows, s, rows_per_batch, scale);                        \
-    else if (ch == 1) softmax_fc<T, 1>(x, mask, y, rows, s, rows_per_batch, scale);               \
-    else if (ch == 2) softmax_fc<T, 2>(x, mask, y, rows, s, rows_per_batch, scale);               \
-    else softmax_f<T, Vw<T>::value>(x, mask, y, rows, s, rows_per_batch, scale);                  \
+  extern "C" __global__ void __launch_bounds__(256, 4) causal_softmax_fwd_##S(                   \
+      const T *x, const float *mask, T *y, unsigned long long rows, int s,                       \
+      unsigned long long rows_per_batch, float scale, int vec, int ch) {                          \
+    constexpr int W = Vw<T>::value;                                                               \
+    if (!vec) softmax_f<T, 1, 0>(x, mask, y, rows, s, rows_per_batch, scale);                     \
+    else if (ch == 1) softmax_f<T, W, 1>(x, mask, y, rows, s, rows_per_batch, scale);             \
+    else if (ch == 2) softmax_f<T, W, 2>(x, mask, y, rows, s, rows_per_batch, scale);             \
+    else softmax_f<T, W, 0>(x, mask, y, rows, s, rows_per_batch, scale);                          \
   }                                                                                               \
-  extern "C" __global__ void __launch_bounds__(256, 4) causal_softmax_bwd_##S(const T *dp, const T *p, T *ds,              \
-                                                    unsigned long long rows, int s, float scale,  \
-                                                    int vec, int ch) {                            \
-    if (!vec) softmax_b<T, 1>(dp, p, ds, rows, s, scale);                                         \
-    else if (ch == 1) softmax_bc<T, 1>(dp, p, ds, rows, s, scale);                                \
-    else if (ch == 2) softmax_bc<T, 2>(dp, p, ds, rows, s, scale);                                \
-    else softmax_b<T, Vw<T>::value>(dp, p, ds, rows, s, scale);                                   \
+  extern "C" __global__ void __launch_bounds__(256, 4) causal_softmax_bwd_##S(                   \
+      const T *dp, const T *p, T *ds, unsigned long long rows, int s, float scale, int vec,      \
+      int ch) {                                                                                   \
+    constexpr int W = Vw<T>::value;                                                               \
+    if (!vec) softmax_b<T, 1, 0>(dp, p, ds, rows, s, scale);                                      \
+    else if (ch == 1) softmax_b<T, W, 1>(dp, p, ds, rows, s, scale);                              \
+    else if (ch == 2) softmax_b<T, W, 2>(dp, p, ds, rows, s, scale);                              \
+    else softmax_b<T, W, 0>(dp, p, ds, rows, s, scale);                                           \
   }
 SOFTMAX(f32, float)
 SOFTMAX(bf16, bf16)
@@ -589,14 +521,6 @@ SOFTMAX(bf16, bf16)
 // < vocab; IGNORE = 0xffffffff is >= vocab): online (max, sum) over the row, then
 // loss = log(l) + m - z_t into row_loss[row] and dz = grad_scale (exp(z - m) / l - [j == t]).
 // Ignored rows: loss 0, dz = 0, the logits are not read.
-template <typename T, int V>
-__device__ void xent_ignored(T *__restrict__ dzr, float *__restrict__ loss, int vocab) {
-  float o[V];
-#pragma unroll
-  for (int k = 0; k < V; k++) o[k] = 0.f;
-  for (int c = threadIdx.x * V; c < vocab; c += blockDim.x * V) st<T, V>(dzr + c, o);
-  if (threadIdx.x == 0) *loss = 0.f;
-}
 
 // Merges the (m, l) states of the whole block; every thread gets the result.
 __device__ void block_ms(float &m, float &l) {
@@ -622,16 +546,7 @@ __device__ void block_ms(float &m, float &l) {
   l = shl[0];
 }
 
-// dz of V logits a (in place) at columns c.. of a row with target t.
-template <int V>
-__device__ __forceinline__ void xent_grad(float *a, int c, uint32_t t, float m, float inv,
-                                          float grad_scale) {
-#pragma unroll
-  for (int k = 0; k < V; k++)
-    a[k] = grad_scale * (__expf(a[k] - m) * inv - ((uint32_t)(c + k) == t ? 1.0f : 0.0f));
-}
-
-template <typename T, int V>
+template <typename T, int V, int CH>
 __device__ void xent_k(const T *__restrict__ z, const uint32_t *__restrict__ tgt,
                        T *__restrict__ dz, float *__restrict__ row_loss, int vocab,
                        float grad_scale) {
@@ -639,75 +554,47 @@ __device__ void xent_k(const T *__restrict__ z, const uint32_t *__restrict__ tgt
   const T *zr = z + row * vocab;
   T *dzr = dz + row * vocab;
   const uint32_t t = tgt[row];
-  if (t >= (uint32_t)vocab) return xent_ignored<T, V>(dzr, row_loss + row, vocab);
+  const int nt = blockDim.x, pos = threadIdx.x;
+  if (t >= (uint32_t)vocab) {
+    for_chunks<0, V>(nt, pos, vocab, [&](int, int c) {
+      float o[V];
+#pragma unroll
+      for (int k = 0; k < V; k++) o[k] = 0.f;
+      st<T, V>(dzr + c, o);
+    });
+    if (pos == 0) row_loss[row] = 0.f;
+    return;
+  }
+  RowChunks<T, V, CH> rc;
+  rc.fetch(zr, nt, pos, vocab);
   float m = -INFINITY, l = 0.f;
-  for (int c = threadIdx.x * V; c < vocab; c += blockDim.x * V) {
+  for_chunks<CH, V>(nt, pos, vocab, [&](int i, int c) {
     float a[V];
-    ld<T, V>(zr + c, a);
+    rc.get(zr, i, c, a);
     ms_add<V>(m, l, a);
-  }
+  });
   block_ms(m, l);
-  if (threadIdx.x == 0) row_loss[row] = (logf(l) + m) - tof(zr[t]);
+  if (pos == 0) row_loss[row] = (logf(l) + m) - tof(zr[t]);
   const float inv = 1.0f / l;
-  for (int c = threadIdx.x * V; c < vocab; c += blockDim.x * V) {
+  for_chunks<CH, V>(nt, pos, vocab, [&](int i, int c) {
     float a[V];
-    ld<T, V>(zr + c, a);
-    xent_grad<V>(a, c, t, m, inv, grad_scale);
+    rc.get(zr, i, c, a);
+#pragma unroll
+    for (int k = 0; k < V; k++)
+      a[k] = grad_scale * (__expf(a[k] - m) * inv - ((uint32_t)(c + k) == t ? 1.0f : 0.0f));
     st<T, V>(dzr + c, a);
-  }
+  });
 }
 
-// The same with the row held in registers (one global read): thread t holds chunk i at columns
-// (i blockDim + t) V, i < CH, as raw 16-byte vectors, for vocab <= blockDim V CH.
-template <typename T, int CH>
-__device__ void xent_c(const T *__restrict__ z, const uint32_t *__restrict__ tgt,
-                       T *__restrict__ dz, float *__restrict__ row_loss, int vocab,
-                       float grad_scale) {
-  constexpr int V = Vw<T>::value;
-  const size_t row = blockIdx.x;
-  const T *zr = z + row * vocab;
-  T *dzr = dz + row * vocab;
-  const uint32_t t = tgt[row];
-  if (t >= (uint32_t)vocab) return xent_ignored<T, V>(dzr, row_loss + row, vocab);
-  uint4 raw[CH];
-#pragma unroll
-  for (int i = 0; i < CH; i++) {
-    const int c = (i * blockDim.x + threadIdx.x) * V;
-    if (c < vocab) raw[i] = *reinterpret_cast<const uint4 *>(zr + c);
-  }
-  float m = -INFINITY, l = 0.f;
-#pragma unroll
-  for (int i = 0; i < CH; i++) {
-    const int c = (i * blockDim.x + threadIdx.x) * V;
-    if (c < vocab) {
-      float a[V];
-      unpack<T>(raw[i], a);
-      ms_add<V>(m, l, a);
-    }
-  }
-  block_ms(m, l);
-  if (threadIdx.x == 0) row_loss[row] = (logf(l) + m) - tof(zr[t]);
-  const float inv = 1.0f / l;
-#pragma unroll
-  for (int i = 0; i < CH; i++) {
-    const int c = (i * blockDim.x + threadIdx.x) * V;
-    if (c < vocab) {
-      float a[V];
-      unpack<T>(raw[i], a);
-      xent_grad<V>(a, c, t, m, inv, grad_scale);
-      st<T, V>(dzr + c, a);
-    }
-  }
-}
-
-// `cached`: the row fits the registers of the block (vector path, CH = 8).
+// `cached`: the row fits the registers of the block (vector path, 8 chunks per thread).
 #define XENT(S, T)                                                                                \
-  extern "C" __global__ void __launch_bounds__(512, 2) xent_fwd_bwd_##S(const T *z, const uint32_t *tgt, T *dz,            \
-                                              float *row_loss, int vocab, float grad_scale,       \
-                                              int vec, int cached) {                              \
-    if (!vec) xent_k<T, 1>(z, tgt, dz, row_loss, vocab, grad_scale);                              \
-    else if (cached) xent_c<T, 8>(z, tgt, dz, row_loss, vocab, grad_scale);                       \
-    else xent_k<T, Vw<T>::value>(z, tgt, dz, row_loss, vocab, grad_scale);                        \
+  extern "C" __global__ void __launch_bounds__(512, 2) xent_fwd_bwd_##S(                         \
+      const T *z, const uint32_t *tgt, T *dz, float *row_loss, int vocab, float grad_scale,      \
+      int vec, int cached) {                                                                      \
+    constexpr int W = Vw<T>::value;                                                               \
+    if (!vec) xent_k<T, 1, 0>(z, tgt, dz, row_loss, vocab, grad_scale);                           \
+    else if (cached) xent_k<T, W, 8>(z, tgt, dz, row_loss, vocab, grad_scale);                    \
+    else xent_k<T, W, 0>(z, tgt, dz, row_loss, vocab, grad_scale);                                \
   }
 XENT(f32, float)
 XENT(bf16, bf16)
