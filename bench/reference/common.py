@@ -10,10 +10,21 @@ import types
 import torch
 
 
+_GALORE = None
+
+
 def import_galore():
     """(GaLoreAdamW, GaLoreProjector, version note). `import galore_torch` also imports its 8-bit
     optimizer, i.e. bitsandbytes; if that fails on this machine, the package's own adamw.py and
-    galore_projector.py are loaded without running its __init__ (same code, noted in the output)."""
+    galore_projector.py are loaded without running its __init__ (same code, noted in the output).
+    The result is cached: a second fallback would find the stand-in package without a spec."""
+    global _GALORE
+    if _GALORE is None:
+        _GALORE = _import_galore()
+    return _GALORE
+
+
+def _import_galore():
     try:
         import galore_torch
         from galore_torch import GaLoreAdamW

@@ -19,9 +19,10 @@ commands:
   p2 [--layers 32] [--shrink 1] [--reps 5] [--targets-only] [--tf32]
                             optimizer step without refresh vs the measured floors
                             (--tf32: f32 matmuls on TF32 tensor cores, CUDA only)
-  p3 [--layers 32] [--shrink 1] [--reps 3]
-                            end-to-end bf16 training steps (adamw, crosslore layerwise) at batch
-                            4 x seq 512 of the LLaMA-2-7B shape: s/step, tokens/s, MFU, memory
+  p3 [--layers 32] [--shrink 1] [--reps 3] [--warmup 2] [--arms a,b,...]
+                            end-to-end bf16 training steps of every method (arms: crosslore-layerwise,
+                            crosslore, galore-steady, lora, dora, adamw, ...) at batch 4 x seq 512 of
+                            the LLaMA-2-7B shape: s/step, tokens/s, MFU, peak pool memory
   model-check [--fixtures crates/model/tests/fixtures]
                             LLaMA forward/loss/grads, bf16 forward and 3 trainer steps of every
                             method on the device vs the CPU; exit 1 on FAIL
@@ -42,6 +43,9 @@ struct Args {
     reps: Option<usize>,
     targets_only: bool,
     tf32: bool,
+    /// `p3`: warm-up steps and arm labels (comma-separated).
+    warmup: usize,
+    arms: Option<String>,
     fixtures: PathBuf,
     /// `experiment`: spec file, and its options.
     spec: Option<PathBuf>,
@@ -60,6 +64,8 @@ fn parse() -> Result<Args> {
         reps: None,
         targets_only: false,
         tf32: false,
+        warmup: 2,
+        arms: None,
         fixtures: PathBuf::from("crates/model/tests/fixtures"),
         spec: None,
         exp: Default::default(),
@@ -84,6 +90,8 @@ fn parse() -> Result<Args> {
             "--reps" => a.reps = Some(num("--reps", value("--reps")?)?),
             "--targets-only" => a.targets_only = true,
             "--tf32" => a.tf32 = true,
+            "--warmup" => a.warmup = num("--warmup", value("--warmup")?)?,
+            "--arms" => a.arms = Some(value("--arms")?),
             "--fixtures" => a.fixtures = value("--fixtures")?.into(),
             "--out" => a.exp.out = Some(value("--out")?.into()),
             "--time-budget-s" => {
@@ -190,8 +198,16 @@ fn main() -> Result<()> {
                 batch: 4,
                 seq: 512 / a.shrink,
                 steps: a.reps.unwrap_or(3),
+                warmup: a.warmup,
                 seed: a.seed,
                 rate_scale: a.shrink,
+                arms: match &a.arms {
+                    Some(s) => s.split(',').map(|x| x.trim().to_string()).collect(),
+                    None => crosslore_bench::p3::DEFAULT_ARMS
+                        .iter()
+                        .map(|x| x.to_string())
+                        .collect(),
+                },
             };
             let rep = crosslore_bench::p3::run(&dev, &opt)?;
             write_json(&a.json, &rep)?;

@@ -12,8 +12,11 @@
 //! - `crosslore`: [`CrossLoreAdamW`] as configured by default (cross-head q/k, sparse residual
 //!   1.2 % on q/k), residual warm-up 1 step so that the timed steps apply the residual.
 //!
-//! Three warm-up steps (refresh at step 0, residual selection at step 1), then the median of
-//! `reps` synchronised steps.
+//! Steps go through [`ParamOptimizer::step_params`] (all parameters at once: CrossLore batches
+//! its finiteness check and refreshes); the per-parameter `step_param` loop is timed too. The
+//! first step (every projector refreshed) is timed on its own, through the loop and batched, each
+//! on a fresh optimizer after an untimed one; then two warm-up steps (residual selection at step
+//! 1) and the median of `reps` synchronised steps.
 //!
 //! Floors per step: bytes = the minimum traffic of the update (read weight, gradient and state,
 //! write weight and state; see [`bytes_and_flops`]) / measured copy bandwidth; FLOPs = the two
@@ -31,7 +34,7 @@ use serde::Serialize;
 
 use crate::floors::{self, Rates};
 use crate::shapes::{other_params, targets, ModelDims};
-use crate::timing::median_time;
+use crate::timing::{median_time, time_once};
 use crate::Result;
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +78,12 @@ pub struct MethodResult {
     /// `max(bytes_floor_s, flop_floor_s)`.
     pub floor_s: f64,
     pub state_bytes: usize,
+    /// The steady step through the per-parameter `step_param` loop (`step_s`: `step_params`).
+    pub loop_step_s: f64,
+    /// The first step (every projector refreshed) through the loop / through `step_params`
+    /// (NaN for AdamW).
+    pub refresh_loop_s: f64,
+    pub refresh_batched_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +93,8 @@ pub struct P2Report {
     pub rates: Rates,
     pub n_params: usize,
     pub n_elements: usize,
+    /// [`batched_vs_loop`] on the first 7 parameters (layer 0's targeted matrices).
+    pub batched_vs_loop_rel: f64,
     pub methods: Vec<MethodResult>,
 }
 
@@ -158,6 +169,56 @@ fn config(method: Method, d: &ModelDims) -> CrossLoreConfig {
     c
 }
 
+/// `max |W_batched - W_loop| / max |W_loop|` over the first `n` parameters after 3 CrossLore steps
+/// (refresh at step 1, residual selected at step 1 and applied from step 2) through
+/// [`ParamOptimizer::step_params`] and through the `step_param` loop, from copies of the same
+/// weights with the same gradients: the device check of the batched path (bit-identical on
+/// the CPU, `crosslore-optim` tests).
+fn batched_vs_loop(d: &ModelDims, params: &[(String, Var, Tensor)], n: usize) -> Result<f64> {
+    let copy = |p: &[(String, Var, Tensor)]| -> Result<Vec<(String, Var, Tensor)>> {
+        p.iter()
+            .take(n)
+            .map(|(name, w, g)| {
+                Ok((
+                    name.clone(),
+                    Var::from_tensor(&w.as_tensor().copy()?)?,
+                    g.clone(),
+                ))
+            })
+            .collect()
+    };
+    let (pa, pb) = (copy(params)?, copy(params)?);
+    let mut a = CrossLoreAdamW::new(config(Method::CrossLore, d))?;
+    let mut b = CrossLoreAdamW::new(config(Method::CrossLore, d))?;
+    let items: Vec<(&str, &Var, &Tensor)> = pb.iter().map(|(n, w, g)| (n.as_str(), w, g)).collect();
+    for _ in 0..3 {
+        for (name, w, g) in &pa {
+            a.step_param(name, w, g)?;
+        }
+        b.step_params(&items)?;
+    }
+    let mut worst: f64 = 0.0;
+    for ((_, wa, _), (_, wb, _)) in pa.iter().zip(&pb) {
+        let (x, y) = (
+            wa.as_tensor().to_dtype(DType::F32)?,
+            wb.as_tensor().to_dtype(DType::F32)?,
+        );
+        let diff = (&x - &y)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()? as f64;
+        let scale = x
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?
+            .max(f32::MIN_POSITIVE) as f64;
+        worst = worst.max(diff / scale);
+    }
+    Ok(worst)
+}
+
 /// Runs P2 on `dev`.
 pub fn run(dev: &Device, opt: &P2Options) -> Result<P2Report> {
     let d = &opt.dims;
@@ -189,18 +250,48 @@ pub fn run(dev: &Device, opt: &P2Options) -> Result<P2Report> {
     dev.synchronize()?;
     let n_elements: usize = specs.iter().map(|s| s.1.iter().product::<usize>()).sum();
     eprintln!("p2: {} parameters, {} elements", params.len(), n_elements);
+    let batched_vs_loop_rel = batched_vs_loop(d, &params, 7)?;
+    eprintln!("p2: step_params vs step_param loop, layer 0, 3 CrossLore steps: max rel diff {batched_vs_loop_rel:.3e}");
     let mut methods = Vec::new();
-    for method in [Method::AdamW, Method::GaLore, Method::CrossLore] {
-        let mut o: Box<dyn ParamOptimizer> = match method {
+    let items: Vec<(&str, &Var, &Tensor)> =
+        params.iter().map(|(n, w, g)| (n.as_str(), w, g)).collect();
+    let fresh = |method: Method| -> Result<Box<dyn ParamOptimizer>> {
+        Ok(match method {
             Method::AdamW => Box::new(AdamW::new(AdamWConfig::default())?),
             _ => Box::new(CrossLoreAdamW::new(config(method, d))?),
-        };
-        let (med, samples) = median_time(dev, 3, opt.reps, || {
-            for (name, w, g) in &params {
-                o.step_param(name, w, g)?;
-            }
-            Ok(())
-        })?;
+        })
+    };
+    // One step through the per-parameter loop (the path before `step_params`).
+    let loop_step = |o: &mut Box<dyn ParamOptimizer>| -> Result<()> {
+        for (name, w, g) in &params {
+            o.step_param(name, w, g)?;
+        }
+        Ok(())
+    };
+    for method in [Method::AdamW, Method::GaLore, Method::CrossLore] {
+        // The first step refreshes every projector: timed through the per-parameter loop and
+        // through the batched `step_params` (each on a fresh optimizer, after an untimed one that
+        // loads the kernels), i.e. the optimizer path of P1.
+        let (mut refresh_loop_s, mut refresh_batched_s) = (f64::NAN, f64::NAN);
+        if method != Method::AdamW {
+            let mut o = fresh(method)?;
+            o.step_params(&items)?;
+            drop(o);
+            let mut o = fresh(method)?;
+            refresh_loop_s = time_once(dev, &mut || loop_step(&mut o))?.0;
+            drop(o);
+        }
+        let mut o = fresh(method)?;
+        let first = time_once(dev, &mut || Ok(o.step_params(&items)?))?.0;
+        if method != Method::AdamW {
+            refresh_batched_s = first;
+        }
+        let (med, samples) = median_time(dev, 2, opt.reps, || Ok(o.step_params(&items)?))?;
+        let (loop_med, _) = median_time(dev, 0, opt.reps, || loop_step(&mut o))?;
+        eprintln!(
+            "p2: {}: refresh step loop {refresh_loop_s:.3} s, batched {refresh_batched_s:.3} s; step batched {med:.4} s, loop {loop_med:.4} s",
+            method.name()
+        );
         let (mut bytes, mut flops) = (0.0, 0.0);
         for (_, dims, projected, qk) in &specs {
             let (b, f) = bytes_and_flops(method, dims, *projected, *qk, d.rank);
@@ -221,6 +312,9 @@ pub fn run(dev: &Device, opt: &P2Options) -> Result<P2Report> {
             flop_floor_s,
             floor_s: bytes_floor_s.max(flop_floor_s),
             state_bytes,
+            loop_step_s: loop_med,
+            refresh_loop_s,
+            refresh_batched_s,
         });
         drop(o);
         dev.synchronize()?;
@@ -231,6 +325,7 @@ pub fn run(dev: &Device, opt: &P2Options) -> Result<P2Report> {
         rates,
         n_params: specs.len(),
         n_elements,
+        batched_vs_loop_rel,
         methods,
     })
 }
@@ -238,7 +333,7 @@ pub fn run(dev: &Device, opt: &P2Options) -> Result<P2Report> {
 /// The P2 table as Markdown.
 pub fn table(rep: &P2Report) -> String {
     let mut s = format!(
-        "P2 optimizer step without refresh, {} parameters ({:.3} B elements), device {}{}\n\n| method | step ms | bytes GB | bytes floor ms | GFLOP | FLOP floor ms | measured / max floor | measured / bytes floor | state GiB |\n|---|---|---|---|---|---|---|---|---|\n",
+        "P2 optimizer step without refresh, {} parameters ({:.3} B elements), device {}{}\n\n| method | step ms | loop step ms | bytes GB | bytes floor ms | GFLOP | FLOP floor ms | measured / max floor | measured / bytes floor | state GiB | refresh step loop s | refresh step batched s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         rep.n_params,
         rep.n_elements as f64 / 1e9,
         rep.device,
@@ -246,18 +341,25 @@ pub fn table(rep: &P2Report) -> String {
     );
     for m in &rep.methods {
         s += &format!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} |\n",
             m.method.name(),
             m.step_s * 1e3,
+            m.loop_step_s * 1e3,
             m.bytes / 1e9,
             m.bytes_floor_s * 1e3,
             m.flops / 1e9,
             m.flop_floor_s * 1e3,
             m.step_s / m.floor_s,
             m.step_s / m.bytes_floor_s,
-            m.state_bytes as f64 / (1u64 << 30) as f64
+            m.state_bytes as f64 / (1u64 << 30) as f64,
+            m.refresh_loop_s,
+            m.refresh_batched_s
         );
     }
+    s += &format!(
+        "\nstep_params vs the step_param loop (layer 0, 3 CrossLore steps): max rel weight diff {:.3e}\n",
+        rep.batched_vs_loop_rel
+    );
     s += &format!(
         "\ncopy {:.2} TB/s, bf16 matmul {:.0} TFLOP/s (floors from these, same run)\n",
         rep.rates.copy_bytes_per_s / 1e12,

@@ -1,24 +1,34 @@
-//! P3/P4 (partial, issue 5): end-to-end training steps of a LLaMA-2-7B-shaped model with random
+//! P3/P4 (issue 5): end-to-end training steps of a LLaMA-2-7B-shaped model with random
 //! weights, bf16, through the crate's own `Trainer` (forward + backward + optimizer, the same code
-//! as `crosslore finetune`), and the device memory in use.
+//! as `crosslore finetune`), and the peak device memory of each run.
 //!
-//! Setting of the reference figures (`../shared/ANCHORS.md`, measured on the same H200 with
-//! PyTorch + transformers + galore-torch/peft): batch 4 x sequence 512 (2048 tokens), random
-//! tokens, no gradient checkpointing. Methods timed here: `adamw` (full model) and `crosslore`
-//! (layerwise, rank 128, gap 200, scale 0.25, cross-head q/k, residual 1.2 %). GaLore is left out
-//! (its first step refreshes 224 exact SVDs, ~3.5 min: P1), as are LoRA/DoRA.
+//! Setting of the reference figures (`bench/reference/p3_torch.py`, `../shared/ANCHORS.md`,
+//! PyTorch + transformers + galore-torch/peft on the same H200): batch 4 x sequence 512 (2048
+//! tokens), random tokens, no gradient checkpointing, no clipping. Arms ([`Arm`]): AdamW, LoRA and
+//! DoRA (rank 128, alpha 256, all-linear), GaLore's steady step, CrossLore (rank 128, gap 200,
+//! scale 0.25, cross-head q/k, residual 1.2 % with a warm-up of 1 step so that the timed steps
+//! include it), CrossLore layerwise. An arm whose run fails (out of memory) is reported with its
+//! error and, when [`Arm::fallback`] names one, re-run in that form.
 //!
-//! Time: median of `steps` synchronised steps after 2 warm-up steps (the first refreshes the
-//! projectors; the refresh amortised at gap 200 is P1's figure / 200). Throughput:
-//! `batch * seq / step`; MFU: `6 * N * tokens / time / peak`, N = parameter count, peak = the
-//! bf16 matmul rate measured in the same run (as ANCHORS). Memory ("P4"): device memory in use
-//! (`cuMemGetInfo`: total - free) sampled every ~1 ms by a thread during the timed steps, minus
-//! the value before the model was built. This is memory *reserved* by the CUDA allocator (the
-//! stream-ordered pool gives freed blocks back only at synchronisations), so it is an upper bound
-//! of the allocated peak; torch's figure in ANCHORS is `max_memory_allocated`.
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-
+//! GaLore's first step is 224 exact SVDs (P1: ~204 s on the H200), which does not fit a device
+//! call; its *steady* step is the low-rank Adam step that CrossLore shares with it
+//! (`LowRankState::advance` + the fused commit), so the `galore-steady` arm is CrossLore with the
+//! residual off (ratio 0), refreshed by RSI at step 1. The refresh cost is P1's, amortised over
+//! the gap (200) where reported.
+//!
+//! Time: median of `steps` synchronised steps after `warmup` steps (the first refreshes the
+//! projectors and selects the residual index). Throughput: `batch * seq / step`; MFU:
+//! `6 * N * tokens / time / peak`, N = the base model's parameter count (also for LoRA/DoRA,
+//! whose frozen weights need no weight gradient: their true FLOPs are ~4 N per token), peak = the
+//! bf16 matmul rate measured in the same run.
+//!
+//! Memory ("P4"): candle/cudarc allocate with `cuMemAllocAsync` from the device's current memory
+//! pool; the run reads that pool's `CU_MEMPOOL_ATTR_USED_MEM_HIGH` (bytes handed out and not yet
+//! freed, high-water mark, reset to 0 before each arm: model weights, optimizer state,
+//! activations and gradients; the counterpart of torch's `max_memory_allocated`) and
+//! `CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH` (what the pool held from the driver). The report says
+//! whether the current pool is the default pool. Not counted: cuBLAS/cuSOLVER workspaces, which
+//! those libraries allocate with `cuMemAlloc` outside the pool (tens of MB).
 use candle_core::{DType, Device, Tensor};
 use crosslore_data::Encoded;
 use crosslore_linalg::Rng;
@@ -30,30 +40,118 @@ use serde::Serialize;
 use crate::floors::{self, Rates};
 use crate::shapes::ModelDims;
 use crate::timing::median;
-use crate::Result;
+use crate::{BenchError, Result};
+
+/// One configuration timed by P3.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Arm {
+    /// Name in the report and on the command line (`--arms`).
+    pub label: &'static str,
+    pub method: Method,
+    pub layerwise: bool,
+    /// Recompute each block's forward in the backward (less activation memory).
+    pub recompute: bool,
+    /// CrossLore residual ratio (0 for the other methods and for `galore-steady`).
+    pub residual_ratio: f64,
+    /// The arm re-run when this one fails (out of device memory).
+    pub fallback: Option<&'static str>,
+}
+
+const fn arm(label: &'static str, method: Method, layerwise: bool) -> Arm {
+    Arm {
+        label,
+        method,
+        layerwise,
+        recompute: false,
+        residual_ratio: 0.0,
+        fallback: None,
+    }
+}
+
+/// Every arm, in the default order (the memory-hungry AdamW last).
+pub const ARMS: &[Arm] = &[
+    Arm {
+        residual_ratio: 0.012,
+        ..arm("crosslore-layerwise", Method::Crosslore, true)
+    },
+    Arm {
+        residual_ratio: 0.012,
+        ..arm("crosslore", Method::Crosslore, false)
+    },
+    arm("galore-steady", Method::Crosslore, false),
+    arm("lora", Method::Lora, false),
+    arm("dora", Method::Dora, false),
+    Arm {
+        fallback: Some("adamw-layerwise"),
+        ..arm("adamw", Method::Adamw, false)
+    },
+    Arm {
+        fallback: Some("adamw-layerwise-recompute"),
+        ..arm("adamw-layerwise", Method::Adamw, true)
+    },
+    Arm {
+        recompute: true,
+        ..arm("adamw-layerwise-recompute", Method::Adamw, true)
+    },
+];
+
+/// The default arms: every method once (AdamW full model, falling back to layerwise).
+pub const DEFAULT_ARMS: &[&str] = &[
+    "crosslore-layerwise",
+    "crosslore",
+    "galore-steady",
+    "lora",
+    "dora",
+    "adamw",
+];
+
+/// The arm named `label`.
+pub fn find_arm(label: &str) -> Result<Arm> {
+    ARMS.iter()
+        .find(|a| a.label == label)
+        .copied()
+        .ok_or_else(|| {
+            BenchError::Config(format!(
+                "p3 arm {label:?}: expected one of {:?}",
+                ARMS.iter().map(|a| a.label).collect::<Vec<_>>()
+            ))
+        })
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct P3Options {
     pub dims: ModelDims,
     pub batch: usize,
     pub seq: usize,
-    /// Timed steps per method (after 2 warm-up steps).
+    /// Timed steps per arm.
     pub steps: usize,
+    /// Untimed steps before them (>= 2 for CrossLore: refresh, then residual selection).
+    pub warmup: usize,
     pub seed: u64,
     pub rate_scale: usize,
+    /// Arm labels ([`ARMS`]), run in this order.
+    pub arms: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct P3Result {
+    pub arm: String,
     pub method: String,
     pub layerwise: bool,
+    pub recompute: bool,
     pub samples_s: Vec<f64>,
     pub step_s: f64,
     pub tokens_per_s: f64,
     pub mfu: f64,
-    /// Device memory in use above the empty-device baseline, GiB (see the module docs).
-    pub peak_reserved_gib: f64,
+    /// Pool high-water mark of memory in use, GiB (module docs); `None` off CUDA.
+    pub peak_used_gib: Option<f64>,
+    /// Pool high-water mark of memory reserved from the driver, GiB.
+    pub peak_reserved_gib: Option<f64>,
+    /// The first (untimed) step: projector refresh, first state allocation.
+    pub first_step_s: f64,
     pub last_loss: f64,
+    /// The error of a failed arm (then the figures above are NaN / empty).
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,7 +159,10 @@ pub struct P3Report {
     pub device: String,
     pub options: P3Options,
     pub rates: Rates,
+    /// Parameters of the base model (the N of the MFU).
     pub n_params: usize,
+    /// The device's current memory pool is its default pool (where `cuMemAllocAsync` allocates).
+    pub pool_is_default: Option<bool>,
     pub results: Vec<P3Result>,
 }
 
@@ -85,7 +186,7 @@ fn config(d: &ModelDims) -> Result<LlamaConfig> {
     Ok(LlamaConfig::from_json_value(v, "p3 config")?)
 }
 
-fn random_model(cfg: &LlamaConfig, dev: &Device) -> Result<Llama> {
+fn random_model(cfg: &LlamaConfig, dev: &Device, training: Training) -> Result<Llama> {
     let mut tensors = std::collections::HashMap::new();
     for (name, shape) in cfg.expected_tensors() {
         let t = if shape.len() == 1 {
@@ -98,7 +199,7 @@ fn random_model(cfg: &LlamaConfig, dev: &Device) -> Result<Llama> {
     let opts = LoadOptions {
         dtype: DType::BF16,
         device: dev.clone(),
-        training: Training::Full,
+        training,
     };
     Ok(Llama::from_tensors(cfg.clone(), tensors, &opts)?)
 }
@@ -113,127 +214,265 @@ fn dataset(n: usize, seq: usize, vocab: usize, seed: u64) -> Vec<Encoded> {
         .collect()
 }
 
-/// Device memory in use (bytes), or 0 off CUDA.
-fn used_bytes(dev: &Device) -> usize {
-    #[cfg(feature = "cuda")]
-    if let Device::Cuda(cd) = dev {
-        if let Ok((free, total)) = cd.cuda_stream().context().mem_get_info() {
-            return total - free;
-        }
-    }
-    let _ = dev;
-    0
-}
+/// The CUDA memory pool that `cuMemAllocAsync` (candle/cudarc) allocates from.
+#[cfg(feature = "cuda")]
+mod pool {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    use candle_core::Device;
 
-/// Samples [`used_bytes`] every ~1 ms until stopped; returns the maximum.
-struct PeakSampler {
-    stop: Arc<AtomicBool>,
-    peak: Arc<AtomicUsize>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
+    use crate::{BenchError, Result};
 
-impl PeakSampler {
-    fn start(dev: &Device) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak = Arc::new(AtomicUsize::new(used_bytes(dev)));
-        let (s, p, d) = (stop.clone(), peak.clone(), dev.clone());
-        let handle = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                p.fetch_max(used_bytes(&d), Ordering::Relaxed);
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-        });
-        Self {
-            stop,
-            peak,
-            handle: Some(handle),
+    fn check(what: &str, r: sys::CUresult) -> Result<()> {
+        if r == sys::CUresult::CUDA_SUCCESS {
+            Ok(())
+        } else {
+            Err(BenchError::Config(format!("{what}: {r:?}")))
         }
     }
 
-    fn finish(mut self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-        self.peak.load(Ordering::Relaxed)
-    }
-}
-
-/// Runs P3 for `adamw` (full model) and `crosslore` (layerwise) on `dev`.
-pub fn run(dev: &Device, opt: &P3Options) -> Result<P3Report> {
-    let rates = floors::measure(dev, opt.rate_scale)?;
-    let cfg_model = config(&opt.dims)?;
-    let mut results = Vec::new();
-    let mut n_params = 0;
-    for (method, layerwise) in [(Method::Crosslore, true), (Method::Adamw, false)] {
-        dev.synchronize()?;
-        let base = used_bytes(dev);
-        let model = random_model(&cfg_model, dev)?;
-        n_params = model
-            .params()
-            .iter()
-            .map(|(_, v)| v.as_tensor().elem_count())
-            .sum();
-        let cfg = TrainConfig {
-            method,
-            rank: opt.dims.rank,
-            update_interval: 200,
-            scale: 0.25,
-            residual_ratio: 0.012,
-            learning_rate: 1e-5,
-            warmup_steps: 0,
-            batch_size: opt.batch,
-            grad_accum: 1,
-            max_steps: opt.steps + 2,
-            max_len: opt.seq,
-            max_grad_norm: 0.0,
-            seed: opt.seed,
-            device: if dev.is_cuda() {
-                DeviceKind::Cuda
-            } else {
-                DeviceKind::Cpu
-            },
-            dtype: TrainDType::Bf16,
-            layerwise,
-            ..TrainConfig::default()
+    /// (current pool of the device, whether it is the default pool).
+    pub fn current(dev: &Device) -> Result<Option<(sys::CUmemoryPool, bool)>> {
+        let Device::Cuda(cd) = dev else {
+            return Ok(None);
         };
-        let data = dataset(
-            opt.batch * (opt.steps + 2),
-            opt.seq,
-            opt.dims.vocab,
-            opt.seed,
-        );
-        let mut t = Trainer::new(cfg, model, data, 0)?;
-        for _ in 0..2 {
-            t.step()?;
+        let stream = cd.cuda_stream();
+        let ctx = stream.context();
+        ctx.bind_to_thread()
+            .map_err(|e| BenchError::Config(format!("binding the CUDA context: {e:?}")))?;
+        let d = ctx.cu_device();
+        let mut cur: sys::CUmemoryPool = std::ptr::null_mut();
+        let mut def: sys::CUmemoryPool = std::ptr::null_mut();
+        // SAFETY: out-pointers to locals; `d` is the context's device.
+        unsafe {
+            check("cuDeviceGetMemPool", sys::cuDeviceGetMemPool(&mut cur, d))?;
+            check(
+                "cuDeviceGetDefaultMemPool",
+                sys::cuDeviceGetDefaultMemPool(&mut def, d),
+            )?;
         }
+        Ok(Some((cur, cur == def)))
+    }
+
+    const USED_HIGH: sys::CUmemPool_attribute =
+        sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH;
+    const RESERVED_HIGH: sys::CUmemPool_attribute =
+        sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH;
+
+    /// Resets both high-water marks to 0 (the only value the driver accepts).
+    pub fn reset_high(p: sys::CUmemoryPool) -> Result<()> {
+        for a in [USED_HIGH, RESERVED_HIGH] {
+            let mut zero: u64 = 0;
+            // SAFETY: the attribute takes a cuuint64_t.
+            unsafe {
+                check(
+                    "cuMemPoolSetAttribute",
+                    sys::cuMemPoolSetAttribute(p, a, (&mut zero as *mut u64).cast()),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// (used high-water mark, reserved high-water mark), bytes.
+    pub fn high(p: sys::CUmemoryPool) -> Result<(u64, u64)> {
+        let mut out = [0u64; 2];
+        for (a, v) in [USED_HIGH, RESERVED_HIGH].into_iter().zip(out.iter_mut()) {
+            // SAFETY: the attribute is a cuuint64_t written to `v`.
+            unsafe {
+                check(
+                    "cuMemPoolGetAttribute",
+                    sys::cuMemPoolGetAttribute(p, a, (v as *mut u64).cast()),
+                )?;
+            }
+        }
+        Ok((out[0], out[1]))
+    }
+}
+
+/// Peak memory of one arm from the device's memory pool (CUDA only).
+struct PoolPeak {
+    #[cfg(feature = "cuda")]
+    pool: Option<candle_core::cuda_backend::cudarc::driver::sys::CUmemoryPool>,
+}
+
+impl PoolPeak {
+    /// Resets the pool's high-water marks (after a synchronisation).
+    fn start(dev: &Device) -> Result<Self> {
         dev.synchronize()?;
-        let sampler = PeakSampler::start(dev);
-        let mut samples = Vec::new();
-        let mut last_loss = f64::NAN;
-        for _ in 0..opt.steps {
-            let t0 = std::time::Instant::now();
-            let rep = t.step()?;
-            dev.synchronize()?;
-            samples.push(t0.elapsed().as_secs_f64());
-            last_loss = rep.loss;
+        #[cfg(feature = "cuda")]
+        {
+            let pool = pool::current(dev)?.map(|(p, _)| p);
+            if let Some(p) = pool {
+                pool::reset_high(p)?;
+            }
+            Ok(Self { pool })
         }
-        let peak = sampler.finish();
-        let step_s = median(&samples);
-        let tokens = (opt.batch * opt.seq) as f64;
-        let r = P3Result {
-            method: format!("{method:?}").to_lowercase(),
-            layerwise,
-            samples_s: samples,
-            step_s,
-            tokens_per_s: tokens / step_s,
-            mfu: 6.0 * n_params as f64 * tokens / step_s / rates.bf16_square_flops,
-            peak_reserved_gib: peak.saturating_sub(base) as f64 / (1u64 << 30) as f64,
-            last_loss,
+        #[cfg(not(feature = "cuda"))]
+        Ok(Self {})
+    }
+
+    /// (used, reserved) high-water marks in GiB since [`Self::start`].
+    fn finish(&self, dev: &Device) -> Result<(Option<f64>, Option<f64>)> {
+        dev.synchronize()?;
+        #[cfg(feature = "cuda")]
+        if let Some(p) = self.pool {
+            let (u, r) = pool::high(p)?;
+            let gib = |b: u64| Some(b as f64 / (1u64 << 30) as f64);
+            return Ok((gib(u), gib(r)));
+        }
+        Ok((None, None))
+    }
+}
+
+fn train_config(arm: &Arm, opt: &P3Options, dev: &Device) -> TrainConfig {
+    TrainConfig {
+        method: arm.method,
+        rank: opt.dims.rank,
+        update_interval: 200,
+        scale: 0.25,
+        residual_ratio: arm.residual_ratio,
+        // the residual index is selected at step 1, so the timed steps run the residual
+        residual_warmup: 1,
+        lora_alpha: 2.0 * opt.dims.rank as f64,
+        lora_dropout: 0.0,
+        target_modules: "all-linear".into(),
+        learning_rate: 1e-5,
+        warmup_steps: 0,
+        batch_size: opt.batch,
+        grad_accum: 1,
+        max_steps: opt.steps + opt.warmup,
+        max_len: opt.seq,
+        max_grad_norm: 0.0,
+        seed: opt.seed,
+        device: if dev.is_cuda() {
+            DeviceKind::Cuda
+        } else {
+            DeviceKind::Cpu
+        },
+        dtype: TrainDType::Bf16,
+        layerwise: arm.layerwise,
+        recompute: arm.recompute,
+        ..TrainConfig::default()
+    }
+}
+
+/// Times one arm; the pool's high-water marks cover model, optimizer and every step.
+fn run_arm(
+    dev: &Device,
+    opt: &P3Options,
+    model_cfg: &LlamaConfig,
+    arm: &Arm,
+    n_params: usize,
+    peak_flops: f64,
+) -> Result<P3Result> {
+    let cfg = train_config(arm, opt, dev);
+    let training = match crosslore_train::run::adapter_config(&cfg)? {
+        Some(a) => Training::Adapter(a),
+        None => Training::Full,
+    };
+    let peak = PoolPeak::start(dev)?;
+    let model = random_model(model_cfg, dev, training)?;
+    let data = dataset(
+        opt.batch * (opt.steps + opt.warmup),
+        opt.seq,
+        opt.dims.vocab,
+        opt.seed,
+    );
+    let mut t = Trainer::new(cfg, model, data, 0)?;
+    let mut first_step_s = f64::NAN;
+    for i in 0..opt.warmup {
+        let t0 = std::time::Instant::now();
+        t.step()?;
+        dev.synchronize()?;
+        if i == 0 {
+            first_step_s = t0.elapsed().as_secs_f64();
+        }
+    }
+    let mut samples = Vec::new();
+    let mut last_loss = f64::NAN;
+    for _ in 0..opt.steps {
+        let t0 = std::time::Instant::now();
+        let rep = t.step()?;
+        dev.synchronize()?;
+        samples.push(t0.elapsed().as_secs_f64());
+        last_loss = rep.loss;
+    }
+    let (peak_used_gib, peak_reserved_gib) = peak.finish(dev)?;
+    drop(t);
+    dev.synchronize()?;
+    let step_s = median(&samples);
+    let tokens = (opt.batch * opt.seq) as f64;
+    Ok(P3Result {
+        arm: arm.label.to_string(),
+        method: format!("{:?}", arm.method).to_lowercase(),
+        layerwise: arm.layerwise,
+        recompute: arm.recompute,
+        samples_s: samples,
+        step_s,
+        tokens_per_s: tokens / step_s,
+        mfu: 6.0 * n_params as f64 * tokens / step_s / peak_flops,
+        peak_used_gib,
+        peak_reserved_gib,
+        first_step_s,
+        last_loss,
+        error: None,
+    })
+}
+
+/// Runs P3 for `opt.arms` on `dev`; a failed arm is reported (and its fallback run) without
+/// stopping the others.
+pub fn run(dev: &Device, opt: &P3Options) -> Result<P3Report> {
+    let arms = opt
+        .arms
+        .iter()
+        .map(|l| find_arm(l))
+        .collect::<Result<Vec<_>>>()?;
+    let rates = floors::measure(dev, opt.rate_scale)?;
+    let model_cfg = config(&opt.dims)?;
+    let n_params = model_cfg
+        .expected_tensors()
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum();
+    #[cfg(feature = "cuda")]
+    let pool_is_default = pool::current(dev)?.map(|(_, d)| d);
+    #[cfg(not(feature = "cuda"))]
+    let pool_is_default = None;
+    let mut results = Vec::new();
+    let mut queue: std::collections::VecDeque<Arm> = arms.into();
+    while let Some(arm) = queue.pop_front() {
+        let r = match run_arm(
+            dev,
+            opt,
+            &model_cfg,
+            &arm,
+            n_params,
+            rates.bf16_square_flops,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(f) = arm.fallback {
+                    queue.push_front(find_arm(f)?);
+                }
+                P3Result {
+                    arm: arm.label.to_string(),
+                    method: format!("{:?}", arm.method).to_lowercase(),
+                    layerwise: arm.layerwise,
+                    recompute: arm.recompute,
+                    samples_s: Vec::new(),
+                    step_s: f64::NAN,
+                    tokens_per_s: f64::NAN,
+                    mfu: f64::NAN,
+                    peak_used_gib: None,
+                    peak_reserved_gib: None,
+                    first_step_s: f64::NAN,
+                    last_loss: f64::NAN,
+                    error: Some(format!("{e}")),
+                }
+            }
         };
         eprintln!("p3: {r:?}");
         results.push(r);
-        drop(t);
         dev.synchronize()?;
     }
     Ok(P3Report {
@@ -241,25 +480,33 @@ pub fn run(dev: &Device, opt: &P3Options) -> Result<P3Report> {
         options: opt.clone(),
         rates,
         n_params,
+        pool_is_default,
         results,
     })
 }
 
-/// The P3 table as Markdown.
+/// The P3/P4 table as Markdown.
 pub fn table(rep: &P3Report) -> String {
+    let gib = |v: Option<f64>| v.map_or("-".to_string(), |g| format!("{g:.1}"));
     let mut s = format!(
-        "P3/P4 end-to-end step, {} parameters, batch {} x seq {}, bf16, device {}\n\n| method | layerwise | s / step | tokens / s | MFU | peak reserved GiB |\n|---|---|---|---|---|---|\n",
-        rep.n_params, rep.options.batch, rep.options.seq, rep.device
+        "P3/P4 end-to-end step, {} parameters, batch {} x seq {}, bf16, device {}, pool is default: {:?}\n\n| arm | s / step | tokens / s | MFU | first step s | peak used GiB | peak reserved GiB | loss |\n|---|---|---|---|---|---|---|---|\n",
+        rep.n_params, rep.options.batch, rep.options.seq, rep.device, rep.pool_is_default
     );
     for r in &rep.results {
+        if let Some(e) = &r.error {
+            s += &format!("| {} | FAILED: {e} | | | | | | |\n", r.arm);
+            continue;
+        }
         s += &format!(
-            "| {} | {} | {:.3} | {:.0} | {:.1} % | {:.1} |\n",
-            r.method,
-            r.layerwise,
+            "| {} | {:.3} | {:.0} | {:.1} % | {:.2} | {} | {} | {:.4} |\n",
+            r.arm,
             r.step_s,
             r.tokens_per_s,
             100.0 * r.mfu,
-            r.peak_reserved_gib
+            r.first_step_s,
+            gib(r.peak_used_gib),
+            gib(r.peak_reserved_gib),
+            r.last_loss
         );
     }
     s += &format!(

@@ -157,6 +157,32 @@ pub fn any_nonfinite(t: &Tensor) -> Result<bool> {
     Ok(h.first().copied().unwrap_or(0) != 0)
 }
 
+/// [`any_nonfinite`] of several tensors (each f32 or bf16, contiguous, on the same CUDA device)
+/// with ONE synchronisation: each tensor's flag kernel writes its own slot of one flag buffer,
+/// which is copied to the host once. `out[i]` is true when `ts[i]` holds a NaN or an infinity.
+pub fn any_nonfinite_many(ts: &[&Tensor]) -> Result<Vec<bool>> {
+    let op = "any_nonfinite_many";
+    let Some(first) = ts.first() else {
+        return Ok(Vec::new());
+    };
+    let cd = cuda_dev(op, first)?;
+    let stream = cd.cuda_stream();
+    let flags = stream
+        .alloc_zeros::<i32>(ts.len())
+        .map_err(|e| err("alloc", e))?;
+    let base = flags.device_ptr(&stream).0;
+    for (i, t) in ts.iter().enumerate() {
+        let name = typed(op, "nonfinite", t)?;
+        let (p, n) = (ptr(op, t, cd)?, t.elem_count() as u64);
+        let slot = base + 4 * i as u64; // &flags[i]
+                                        // SAFETY: p addresses n elements of t's dtype; slot is the i32 flags[i] of a buffer of
+                                        // ts.len() entries that lives until the copy below.
+        launch!(cd, name, grid(n), p, n, slot);
+    }
+    let h = stream.clone_dtoh(&flags).map_err(|e| err("flag copy", e))?;
+    Ok(h.iter().map(|&f| f != 0).collect())
+}
+
 /// Scalars of one fused AdamW step (torch's single-tensor formula; see `crosslore_optim::adamw`).
 #[derive(Debug, Clone, Copy)]
 pub struct AdamWScalars {

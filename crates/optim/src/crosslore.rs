@@ -22,12 +22,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
-use crosslore_linalg::rsi::{rsi_subspace, RsiConfig};
+use crosslore_linalg::rsi::{rsi_many, rsi_subspace, RsiConfig, RsiJob};
 use crosslore_linalg::{Rng, Side};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::check_grad_raw;
 use crate::cross_head::{cross_head_projector, infer_layout_with, CrossHeadTarget, HeadLayout};
 use crate::error::{OptimError, Result};
 use crate::galore::{GaLoreConfig, LowRankMeta, LowRankState};
@@ -35,6 +34,7 @@ use crate::groups::ParamGroups;
 use crate::projector::{ProjSide, Projector};
 use crate::residual::{AdamHyper, LowRank, ResidualConfig, ResidualState, SparseResidual};
 use crate::state::{self, OptimizerKind, SavedMeta};
+use crate::{check_grad_raw, check_grads_raw};
 use crate::{ParamOptimizer, RefreshHook, StateBytes, StepInfo};
 
 /// Default regex of the parameters that get the sparse residual: attention query and key.
@@ -339,30 +339,130 @@ impl CrossLoreAdamW {
         };
         Projector::from_parts(side, left, right)
     }
-}
 
-impl ParamOptimizer for CrossLoreAdamW {
-    fn step_param(&mut self, name: &str, var: &Var, grad: &Tensor) -> Result<StepInfo> {
-        let g = check_grad_raw(name, var, grad)?;
-        let mut st = match self.states.get(name) {
-            Some(s) => s.clone(),
-            None => self.new_state(name, var.dims())?,
-        };
-        let new_proj = if st.low.needs_refresh() {
-            let mut p = self.refresh(&mut st, &g.to_dtype(DType::F32)?)?;
-            if let Some(hook) = self.hook.as_mut() {
-                hook(name, st.low.step, &mut p)?;
-                let (m, n) = g.dims2()?;
-                p.check_fits(name, m, n)?;
-            }
-            Some(p)
+    /// The state of `name` to step from (a clone: the stored one is replaced only at commit).
+    fn state_for(&self, name: &str, var: &Var) -> Result<CrossState> {
+        match self.states.get(name) {
+            Some(s) => Ok(s.clone()),
+            None => self.new_state(name, var.dims()),
+        }
+    }
+
+    /// Runs the refresh hook (if any) on a new projector of `name` and checks its shape.
+    fn hooked(&mut self, name: &str, step: u64, g: &Tensor, mut p: Projector) -> Result<Projector> {
+        if let Some(hook) = self.hook.as_mut() {
+            hook(name, step, &mut p)?;
+            let (m, n) = g.dims2()?;
+            p.check_fits(name, m, n)?;
+        }
+        Ok(p)
+    }
+
+    /// The RSI settings of a refresh of `st` (warm-started ones use fewer power iterations).
+    fn rsi_for(&self, st: &CrossState) -> (RsiConfig, bool) {
+        let warm = self.cfg.warm_start && st.low.projector.is_some();
+        if warm {
+            (
+                RsiConfig {
+                    power_iters: self.cfg.warm_start_power_iters,
+                    ..self.cfg.rsi.clone()
+                },
+                true,
+            )
         } else {
-            None
-        };
+            (self.cfg.rsi.clone(), false)
+        }
+    }
+
+    /// New projectors for every `sts[i]` that needs a refresh (`None` for the others), equal to
+    /// [`Self::refresh`] on each in turn: the one-sided RSI refreshes (all but the cross-head
+    /// targets and two-sided projections) go through ONE [`rsi_many`] call per RSI setting, which
+    /// on CUDA queues all matrices' device work before their synchronisations and runs the small
+    /// host SVDs in parallel; each parameter keeps its own generator, so the draws are the same.
+    fn refresh_many(
+        &mut self,
+        names: &[&str],
+        sts: &mut [CrossState],
+        gs: &[Tensor],
+    ) -> Result<Vec<Option<Projector>>> {
+        let mut out: Vec<Option<Projector>> = (0..sts.len()).map(|_| None).collect();
+        // (index, rank, side, warm) of the batched refreshes, per RSI setting (cold, warm).
+        let mut batch: [Vec<(usize, usize, Side)>; 2] = [Vec::new(), Vec::new()];
+        for (i, st) in sts.iter_mut().enumerate() {
+            if !st.low.needs_refresh() {
+                continue;
+            }
+            let Some(s) = st.low.projection.clone() else {
+                continue;
+            };
+            let (m, n) = gs[i].dims2()?;
+            let side = match s.proj_type.side_for(m, n) {
+                ProjSide::Left => Some(Side::Left),
+                ProjSide::Right => Some(Side::Right),
+                ProjSide::Both => None,
+            };
+            match (side, st.layout.is_some()) {
+                (Some(side), false) => {
+                    let warm = usize::from(self.rsi_for(st).1);
+                    batch[warm].push((i, s.rank, side));
+                }
+                _ => {
+                    let p = self.refresh(st, &gs[i].to_dtype(DType::F32)?)?;
+                    out[i] = Some(p);
+                }
+            }
+        }
+        for (warm, jobs_ix) in batch.iter().enumerate() {
+            if jobs_ix.is_empty() {
+                continue;
+            }
+            let (cfg, _) = self.rsi_for(&sts[jobs_ix[0].0]);
+            let warms: Vec<Option<Tensor>> = jobs_ix
+                .iter()
+                .map(|&(i, _, side)| {
+                    let old = sts[i].low.projector.as_ref().filter(|_| warm == 1);
+                    match side {
+                        Side::Left => old.and_then(|p| p.left()).cloned(),
+                        Side::Right => old.and_then(|p| p.right()).cloned(),
+                    }
+                })
+                .collect();
+            let jobs: Vec<RsiJob<'_>> = jobs_ix
+                .iter()
+                .zip(&warms)
+                .map(|(&(i, rank, side), w)| (&gs[i], rank, side, w.as_ref()))
+                .collect();
+            let mut rngs: Vec<Rng> = jobs_ix
+                .iter()
+                .map(|&(i, _, _)| sts[i].rng.clone())
+                .collect();
+            let ps = rsi_many(&jobs, &cfg, &mut rngs)?;
+            for ((&(i, _, side), p), rng) in jobs_ix.iter().zip(ps).zip(rngs) {
+                sts[i].rng = rng;
+                out[i] = Some(Projector::one_sided(side, p)?);
+            }
+        }
+        for (i, p) in out.iter_mut().enumerate() {
+            if let Some(pr) = p.take() {
+                *p = Some(self.hooked(names[i], sts[i].low.step, &gs[i], pr)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rest of a step after the refresh: low-rank Adam, residual, commit (module docs).
+    fn finish_step(
+        &mut self,
+        name: &str,
+        var: &Var,
+        g: &Tensor,
+        mut st: CrossState,
+        new_proj: Option<Projector>,
+    ) -> Result<StepInfo> {
         let gc = &self.cfg.galore;
         let adv = st
             .low
-            .advance(name, &g, new_proj, &gc.hyper(), gc.reproject_moments)?;
+            .advance(name, g, new_proj, &gc.hyper(), gc.reproject_moments)?;
         let mut residual_delta = None;
         if let (Some(res), Some(p), Some(s)) = (
             st.residual.as_mut(),
@@ -400,7 +500,7 @@ impl ParamOptimizer for CrossLoreAdamW {
                 eps: gc.eps,
                 t: adv.state.step,
             };
-            if let Some(delta) = res.step(&g, &lr, &h, adv.refreshed)? {
+            if let Some(delta) = res.step(g, &lr, &h, adv.refreshed)? {
                 // W[L] -= lr * scale * delta, applied by the commit before the weight decay
                 residual_delta = Some((delta, gc.lr * s.scale));
             }
@@ -426,6 +526,39 @@ impl ParamOptimizer for CrossLoreAdamW {
         self.shapes.insert(name.to_string(), var.dims().to_vec());
         self.states.insert(name.to_string(), st);
         Ok(info)
+    }
+}
+
+impl ParamOptimizer for CrossLoreAdamW {
+    fn step_param(&mut self, name: &str, var: &Var, grad: &Tensor) -> Result<StepInfo> {
+        let g = check_grad_raw(name, var, grad)?;
+        let mut st = self.state_for(name, var)?;
+        let new_proj = if st.low.needs_refresh() {
+            let p = self.refresh(&mut st, &g.to_dtype(DType::F32)?)?;
+            Some(self.hooked(name, st.low.step, &g, p)?)
+        } else {
+            None
+        };
+        self.finish_step(name, var, &g, st, new_proj)
+    }
+
+    /// Batched: one finiteness synchronisation for all gradients on CUDA (a NaN/Inf gradient
+    /// leaves every parameter untouched), the refreshes through [`Self::refresh_many`], then each
+    /// parameter's low-rank step and commit in order. Same results as the loop of
+    /// [`Self::step_param`] (the CPU path is bit-identical: same generators, same products).
+    fn step_params(&mut self, items: &[(&str, &Var, &Tensor)]) -> Result<Vec<StepInfo>> {
+        let gs = check_grads_raw(items)?;
+        let mut sts = items
+            .iter()
+            .map(|&(name, var, _)| self.state_for(name, var))
+            .collect::<Result<Vec<_>>>()?;
+        let names: Vec<&str> = items.iter().map(|i| i.0).collect();
+        let projs = self.refresh_many(&names, &mut sts, &gs)?;
+        let mut infos = Vec::with_capacity(items.len());
+        for (((&(name, var, _), g), st), p) in items.iter().zip(&gs).zip(sts).zip(projs) {
+            infos.push(self.finish_step(name, var, g, st, p)?);
+        }
+        Ok(infos)
     }
 
     fn state_bytes(&self) -> StateBytes {

@@ -98,6 +98,18 @@ pub trait ParamOptimizer {
     fn lr(&self) -> f64;
     fn set_lr(&mut self, lr: f64);
 
+    /// [`Self::step_param`] for several parameters, in order: `(name, var, grad)` each. The
+    /// default is the loop (stops at the first error; the parameters before it are updated).
+    /// An optimizer may batch work across the parameters (CrossLore: one device finiteness
+    /// synchronisation for all gradients, and all projector refreshes queued together); it then
+    /// returns the same results as the loop, and on a NaN/Inf gradient touches no parameter.
+    fn step_params(&mut self, items: &[(&str, &Var, &Tensor)]) -> Result<Vec<StepInfo>> {
+        items
+            .iter()
+            .map(|&(name, var, grad)| self.step_param(name, var, grad))
+            .collect()
+    }
+
     /// Relative residual `||G - P P^T G||_F / ||G||_F` of the current projector of `name` for
     /// `grad` (paper Fig. 2b), `None` for an unprojected parameter or one without a projector
     /// yet.
@@ -166,6 +178,41 @@ pub(crate) fn check_grad_raw(name: &str, var: &Var, grad: &Tensor) -> Result<Ten
         return Ok(grad.detach());
     }
     Ok(g)
+}
+
+/// [`check_grad_raw`] of several gradients. On CUDA, when every gradient is a contiguous
+/// f32/bf16 tensor of its weight's shape, the finiteness flags of all of them are computed on the
+/// device and read in ONE synchronisation (`kernels::any_nonfinite_many`); otherwise (CPU, other
+/// dtypes) it is the per-gradient check. The first non-finite gradient (in order) is the error.
+pub(crate) fn check_grads_raw(items: &[(&str, &Var, &Tensor)]) -> Result<Vec<Tensor>> {
+    #[cfg(feature = "cuda")]
+    {
+        let gs: Vec<Tensor> = items
+            .iter()
+            .map(|&(_, var, grad)| {
+                if grad.dims() == var.dims() {
+                    Ok(Some(grad.detach().contiguous()?))
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect::<Result<Option<Vec<_>>>>()?
+            .unwrap_or_default();
+        if gs.len() == items.len() && !gs.is_empty() && gs.iter().all(fused::fusable) {
+            let refs: Vec<&Tensor> = gs.iter().collect();
+            let flags = crosslore_linalg::kernels::any_nonfinite_many(&refs)?;
+            if let Some(i) = flags.iter().position(|&bad| bad) {
+                return Err(OptimError::NonFinite {
+                    param: items[i].0.to_string(),
+                });
+            }
+            return Ok(gs);
+        }
+    }
+    items
+        .iter()
+        .map(|&(name, var, grad)| check_grad_raw(name, var, grad))
+        .collect()
 }
 
 /// Writes `w` (f32) into `var` in the var's dtype.

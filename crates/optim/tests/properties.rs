@@ -688,3 +688,118 @@ fn load_errors_are_typed_and_name_the_file() -> Result<()> {
     }
     Ok(())
 }
+
+const V: &str = "model.layers.0.self_attn.v_proj.weight";
+const DOWN: &str = "model.layers.0.mlp.down_proj.weight";
+
+/// [`llama_params`] plus a value (right side) and a down projection (left side): one-sided
+/// RSI refreshes that `step_params` batches, besides the cross-head q/k and the plain norm.
+fn batch_params(rng: &mut Rng) -> Result<Vec<(String, Var)>> {
+    let mut p = llama_params(rng)?;
+    p.push((V.to_string(), Var::from_tensor(&randn(rng, &[8, 16])?)?));
+    p.push((DOWN.to_string(), Var::from_tensor(&randn(rng, &[16, 24])?)?));
+    Ok(p)
+}
+
+fn step_all<O: ParamOptimizer>(
+    opt: &mut O,
+    params: &[(String, Var)],
+    g: &[Tensor],
+) -> Result<Vec<crosslore_optim::StepInfo>> {
+    let items: Vec<(&str, &Var, &Tensor)> = params
+        .iter()
+        .zip(g)
+        .map(|((n, v), g)| (n.as_str(), v, g))
+        .collect();
+    Ok(opt.step_params(&items)?)
+}
+
+/// CrossLore's batched `step_params` (refreshes through `rsi_many`, one finiteness pass) gives
+/// bit-identical weights, step infos and saved state to the loop of `step_param`, through
+/// several refreshes (gap 3), with warm starts, the residual and a two-sided (`Full`) variant.
+#[test]
+fn crosslore_step_params_equals_the_step_param_loop_bit_identically() -> Result<()> {
+    for (warm, full) in [(false, false), (true, false), (false, true)] {
+        let mut cfg = crosslore_cfg(3, 3, 0.1, 2);
+        cfg.warm_start = warm;
+        if full {
+            cfg.galore.groups = crosslore_optim::groups::default_rules(ProjSettings {
+                proj_type: ProjType::Full,
+                ..settings(3, 3)
+            });
+            cfg.residual.ratio = 0.0; // the residual needs a one-sided projection
+        }
+        let params = batch_params(&mut Rng::new(21))?;
+        let copy = clone_params(&params)?;
+        let mut a = CrossLoreAdamW::with_params(params.clone(), cfg.clone())?;
+        let mut b = CrossLoreAdamW::with_params(copy.clone(), cfg)?;
+        let gs = grads(&params, 8, 22)?;
+        for (t, g) in gs.iter().enumerate() {
+            let ia = params
+                .iter()
+                .zip(g)
+                .map(|((n, v), g)| Ok(a.step_param(n, v, g)?))
+                .collect::<Result<Vec<_>>>()?;
+            let ib = step_all(&mut b, &copy, g)?;
+            assert_eq!(ia, ib, "step infos, step {t} (warm {warm}, full {full})");
+            assert!(ia.iter().any(|i| i.refreshed) == (t % 3 == 0), "step {t}");
+        }
+        for ((n, va), (_, vb)) in params.iter().zip(&copy) {
+            assert_eq!(
+                bits(va.as_tensor())?,
+                bits(vb.as_tensor())?,
+                "{n} (warm {warm}, full {full})"
+            );
+        }
+        let (da, db) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        a.save(da.path())?;
+        b.save(db.path())?;
+        for f in ["optimizer.safetensors", "optimizer.json"] {
+            assert_eq!(
+                std::fs::read(da.path().join(f))?,
+                std::fs::read(db.path().join(f))?,
+                "{f}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A NaN/Inf gradient anywhere in a `step_params` batch is an error naming that parameter, and
+/// no parameter of the batch (not even the ones before it) nor the state changes.
+#[test]
+fn crosslore_step_params_with_a_non_finite_gradient_touches_nothing() -> Result<()> {
+    let params = batch_params(&mut Rng::new(23))?;
+    let mut o = CrossLoreAdamW::with_params(params.clone(), crosslore_cfg(3, 2, 0.2, 1))?;
+    let gs = grads(&params, 3, 24)?;
+    step_all(&mut o, &params, &gs[0])?;
+    step_all(&mut o, &params, &gs[1])?;
+    let dir = tempfile::tempdir()?;
+    o.save(dir.path())?;
+    let before_state = std::fs::read(dir.path().join("optimizer.safetensors"))?;
+    let before: Vec<Vec<u32>> = params
+        .iter()
+        .map(|(_, v)| bits(v.as_tensor()))
+        .collect::<Result<_>>()?;
+    let bad_ix = 4; // v_proj, after q, k, up and the norm
+    let mut g = gs[2].clone();
+    let mut data = g[bad_ix].flatten_all()?.to_vec1::<f32>()?;
+    data[3] = f32::NAN;
+    g[bad_ix] = Tensor::from_vec(data, g[bad_ix].dims(), &Device::Cpu)?;
+    match step_all(&mut o, &params, &g) {
+        Err(e) => match e.downcast_ref::<OptimError>() {
+            Some(OptimError::NonFinite { param }) => assert_eq!(param, V),
+            other => panic!("expected NonFinite for {V}, got {other:?}"),
+        },
+        Ok(_) => panic!("a NaN gradient was accepted"),
+    }
+    for ((n, v), b) in params.iter().zip(&before) {
+        assert_eq!(&bits(v.as_tensor())?, b, "{n} changed");
+    }
+    o.save(dir.path())?;
+    assert_eq!(
+        std::fs::read(dir.path().join("optimizer.safetensors"))?,
+        before_state
+    );
+    Ok(())
+}

@@ -1,0 +1,213 @@
+"""P3/P4 reference: end-to-end training steps of a LLaMA-2-7B-shaped transformers
+LlamaForCausalLM (random init, bf16 weights, sdpa attention, no gradient checkpointing) at batch
+4 x sequence 512 on random tokens, loss = causal LM, no clipping; the same setting as
+crosslore-bench p3 (crates/bench/src/p3.rs).
+
+Arms:
+  adamw          torch.optim.AdamW (foreach; bf16 states, as the bf16 parameters)
+  lora / dora    peft LoRA / DoRA r=128, alpha 256, all-linear, dropout 0 (peft defaults otherwise:
+                 the adapter weights are upcast to f32), torch AdamW on the adapters
+  galore         galore-torch 1.0 GaLoreAdamW r=128, gap 200, scale 0.25, std on the 224
+                 attention/MLP matrices, the rest plain
+  galore-layerwise  the same, one optimizer per parameter stepped in a post-accumulate-grad
+                 hook (galore-torch README, "per-layer weight updates")
+GaLore's refresh (224 x torch.linalg.svd, ~256-292 s on the H200) does not fit a device call: the
+projectors are installed before the first step as random orthonormal matrices (the shape and
+dtype galore-torch stores) with state["step"] = 1, so every timed step is a steady step; the
+refresh is amortised separately from P1's measured SVD time.
+
+Time: median of --steps synchronised steps after --warmup. MFU = 6 N tokens / time / peak, peak =
+bf16 8192^3 matmul rate measured here, N = base model parameters. Memory: max_memory_allocated
+(and max_memory_reserved) after reset_peak_memory_stats, model creation included.
+
+Usage: python p3_torch.py --out p3_torch.json [--arms adamw,lora,dora,galore,galore-layerwise]
+REF_DEVICE=cpu REF_SHRINK=16 REF_LAYERS=1 give a CPU smoke test.
+"""
+import argparse
+import gc
+import json
+import statistics
+import time
+
+import torch
+
+from common import DEVICE, FFN, HIDDEN, LAYERS, RANK, VOCAB, device_name, import_galore, matmul_rate, sync
+
+SEQ_FULL = 512
+
+
+def llama(seq):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    cfg = LlamaConfig(hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=LAYERS,
+                      num_attention_heads=32, num_key_value_heads=32, vocab_size=VOCAB,
+                      max_position_embeddings=max(4096, seq), rms_norm_eps=1e-5, rope_theta=10000.0,
+                      tie_word_embeddings=False, hidden_act="silu", attn_implementation="sdpa")
+    torch.manual_seed(0)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(DEVICE):
+            model = LlamaForCausalLM(cfg)
+    finally:
+        torch.set_default_dtype(old)
+    model.config.use_cache = False
+    model.train()
+    return model
+
+
+def is_target(name):
+    return any(f"{k}.weight" in name for k in
+               ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
+
+
+def install_projector(opt, p, GaLoreProjector):
+    """Random orthonormal projector of galore-torch's shape/dtype, step 1 (no refresh before step 200)."""
+    m, n = p.shape
+    pr = GaLoreProjector(RANK, update_proj_gap=200, scale=0.25, proj_type="std")
+    if m >= n:  # right: ortho_matrix = Vh[:r], [r, n]
+        pr.ortho_matrix = torch.linalg.qr(torch.randn(n, RANK, device=DEVICE))[0].T.contiguous().to(p.dtype)
+    else:  # left: U[:, :r], [m, r]
+        pr.ortho_matrix = torch.linalg.qr(torch.randn(m, RANK, device=DEVICE))[0].contiguous().to(p.dtype)
+    st = opt.state[p]
+    st["step"] = 1
+    st["projector"] = pr
+
+
+def build(arm, seq):
+    """(model, step function taking a batch)."""
+    model = llama(seq)
+    if arm in ("lora", "dora"):
+        from peft import LoraConfig, get_peft_model
+        lcfg = LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules="all-linear", lora_dropout=0.0,
+                          use_dora=(arm == "dora"), task_type="CAUSAL_LM")
+        model = get_peft_model(model, lcfg)
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if arm in ("adamw", "lora", "dora"):
+        opt = torch.optim.AdamW([p for _, p in params], lr=1e-5)
+
+        def step(ids):
+            loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            return loss
+        return model, step
+    GaLoreAdamW, GaLoreProjector, _ = import_galore()
+    gal = [p for n, p in params if is_target(n)]
+    rest = [p for n, p in params if not is_target(n)]
+    assert len(gal) == 7 * LAYERS, len(gal)
+    gkw = dict(rank=RANK, update_proj_gap=200, scale=0.25, proj_type="std")
+    if arm == "galore":
+        opt = GaLoreAdamW([{"params": rest}, {"params": gal, **gkw}], lr=1e-5)
+        for p in gal:
+            install_projector(opt, p, GaLoreProjector)
+
+        def step(ids):
+            loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            return loss
+        return model, step
+    assert arm == "galore-layerwise", arm
+    # galore-torch README: one optimizer per parameter, stepped as soon as its gradient exists.
+    opts = {}
+    for p in rest:
+        opts[p] = GaLoreAdamW([{"params": [p]}], lr=1e-5)
+    for p in gal:
+        opts[p] = GaLoreAdamW([{"params": [p], **gkw}], lr=1e-5)
+        install_projector(opts[p], p, GaLoreProjector)
+
+    def hook(p):
+        if p.grad is None:
+            return
+        opts[p].step()
+        opts[p].zero_grad(set_to_none=True)
+    for p in opts:
+        p.register_post_accumulate_grad_hook(hook)
+
+    def step(ids):
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss
+    model._p3_opts = opts  # keep alive with the model
+    return model, step
+
+
+def run_arm(arm, batch, seq, warmup, steps, n_params, peak):
+    gc.collect()
+    if DEVICE != "cpu":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    model, step = build(arm, seq)
+    sync()
+    build_s = time.perf_counter() - t0
+    g = torch.Generator(device="cpu").manual_seed(1)
+    batches = [torch.randint(0, VOCAB, (batch, seq), generator=g).to(DEVICE) for _ in range(warmup + steps)]
+    samples, first_s, loss = [], None, None
+    for i, ids in enumerate(batches):
+        sync()
+        t = time.perf_counter()
+        loss = step(ids)
+        sync()
+        dt = time.perf_counter() - t
+        if i == 0:
+            first_s = dt
+        if i >= warmup:
+            samples.append(dt)
+    s = statistics.median(samples)
+    tokens = batch * seq
+    r = {"arm": arm, "samples_s": samples, "step_s": s, "tokens_per_s": tokens / s,
+         "mfu": 6 * n_params * tokens / s / peak, "first_step_s": first_s, "build_s": build_s,
+         "loss": float(loss.item()),
+         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    if DEVICE != "cpu":
+        r["max_memory_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        r["max_memory_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+    del model, step, batches
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arms", default="adamw,lora,dora,galore,galore-layerwise")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--seq", type=int, default=SEQ_FULL)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    import peft
+    import transformers
+    peak = matmul_rate(8192, 8192, 8192, torch.bfloat16, reps=5)
+    # embeddings + head + per layer (q, k, v, o, gate, up, down, 2 norms) + final norm
+    n_params = 2 * VOCAB * HIDDEN + LAYERS * (4 * HIDDEN * HIDDEN + 3 * HIDDEN * FFN + 2 * HIDDEN) + HIDDEN
+    rep = {"device": device_name(), "torch": torch.__version__, "transformers": transformers.__version__,
+           "peft": peft.__version__, "batch": a.batch, "seq": a.seq, "layers": LAYERS,
+           "bf16_matmul_flops": peak, "n_params": n_params, "results": []}
+    print(f"bf16 matmul {peak / 1e12:.0f} TFLOP/s, N = {n_params}", flush=True)
+    for arm in a.arms.split(","):
+        try:
+            r = run_arm(arm, a.batch, a.seq, a.warmup, a.steps, n_params, peak)
+        except Exception as e:  # noqa: BLE001 - an OOM in one arm must not stop the others
+            r = {"arm": arm, "error": f"{type(e).__name__}: {e}"[:500]}
+            gc.collect()
+        print(json.dumps(r), flush=True)
+        rep["results"].append(r)
+        if a.out:
+            with open(a.out, "w") as f:
+                json.dump(rep, f, indent=1)
+    print("| arm | s / step | tokens / s | MFU | first step s | max allocated GiB | max reserved GiB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rep["results"]:
+        if "error" in r:
+            print(f"| {r['arm']} | FAILED {r['error'][:120]} | | | | | |")
+            continue
+        print(f"| {r['arm']} | {r['step_s']:.3f} | {r['tokens_per_s']:.0f} | {100 * r['mfu']:.1f} % | "
+              f"{r['first_step_s']:.2f} | {r.get('max_memory_allocated_gib', float('nan')):.1f} | "
+              f"{r.get('max_memory_reserved_gib', float('nan')):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
