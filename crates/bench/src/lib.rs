@@ -17,6 +17,7 @@ pub mod check_fused;
 pub mod check_kernels;
 pub mod error;
 pub mod floors;
+pub mod layer;
 pub mod model_check;
 pub mod p1;
 pub mod p2;

@@ -19,7 +19,7 @@ commands:
   p2 [--layers 32] [--shrink 1] [--reps 5] [--targets-only] [--tf32]
                             optimizer step without refresh vs the measured floors
                             (--tf32: f32 matmuls on TF32 tensor cores, CUDA only)
-  p3 [--layers 32] [--shrink 1] [--reps 3] [--warmup 2] [--arms a,b,...]
+  p3 [--layers 32] [--shrink 1] [--reps 3] [--warmup 2] [--arms a,b,...] [--model llama2-7b|smollm2]
                             end-to-end bf16 training steps of every method (arms: crosslore-layerwise,
                             crosslore, galore-steady, lora, dora, adamw, ...) at batch 4 x seq 512 of
                             the LLaMA-2-7B shape: s/step, tokens/s, MFU, peak pool memory
@@ -28,6 +28,9 @@ commands:
                             method on the device vs the CPU; exit 1 on FAIL
   fused-ops [--reps 20]     crosslore-fused CUDA kernels vs their CPU reference (f32, bf16), then
                             per-op timings at the 7B layer shape vs the copy floor; exit 1 on FAIL
+  layer [--reps 10] [--shrink 1]
+                            one LLaMA-2-7B layer fwd and fwd+bwd, bf16, batch 4 x seq 512/shrink: the
+                            fused block vs candle autograd, the head with its loss, gradient agreement
   htod                      host-to-device upload time of Tensor::from_vec by size
   experiment <spec.toml> [--out DIR] [--time-budget-s S] [--summarize-only] [--shard I/N]
                             an experiment spec (crosslore-experiment): grid runs, summary, plots";
@@ -46,6 +49,8 @@ struct Args {
     /// `p3`: warm-up steps and arm labels (comma-separated).
     warmup: usize,
     arms: Option<String>,
+    /// `p3`: `llama2-7b` (default) or `smollm2`.
+    model: String,
     fixtures: PathBuf,
     /// `experiment`: spec file, and its options.
     spec: Option<PathBuf>,
@@ -66,6 +71,7 @@ fn parse() -> Result<Args> {
         tf32: false,
         warmup: 2,
         arms: None,
+        model: "llama2-7b".into(),
         fixtures: PathBuf::from("crates/model/tests/fixtures"),
         spec: None,
         exp: Default::default(),
@@ -92,6 +98,7 @@ fn parse() -> Result<Args> {
             "--tf32" => a.tf32 = true,
             "--warmup" => a.warmup = num("--warmup", value("--warmup")?)?,
             "--arms" => a.arms = Some(value("--arms")?),
+            "--model" => a.model = value("--model")?,
             "--fixtures" => a.fixtures = value("--fixtures")?.into(),
             "--out" => a.exp.out = Some(value("--out")?.into()),
             "--time-budget-s" => {
@@ -193,9 +200,15 @@ fn main() -> Result<()> {
             println!("{}", p2::table(&rep));
         }
         "p3" => {
+            // SmolLM2: batch 8 x 512, as bench/reference/smol_torch.py
+            let (dims, batch) = match a.model.as_str() {
+                "llama2-7b" => (ModelDims::llama2_7b(a.layers, a.shrink), 4),
+                "smollm2" => (ModelDims::smollm2(), 8),
+                m => bail!("--model {m:?}: expected llama2-7b or smollm2"),
+            };
             let opt = crosslore_bench::p3::P3Options {
-                dims: ModelDims::llama2_7b(a.layers, a.shrink),
-                batch: 4,
+                dims,
+                batch,
                 seq: 512 / a.shrink,
                 steps: a.reps.unwrap_or(3),
                 warmup: a.warmup,
@@ -239,6 +252,17 @@ fn main() -> Result<()> {
             if fails > 0 {
                 bail!("{fails} check(s) failed");
             }
+        }
+        "layer" => {
+            let opt = crosslore_bench::layer::LayerOptions {
+                batch: 4,
+                seq: 512 / a.shrink,
+                reps: a.reps.unwrap_or(10),
+                warmup: a.warmup.max(1),
+            };
+            let rep = crosslore_bench::layer::run(&dev, &opt)?;
+            write_json(&a.json, &rep)?;
+            println!("{}", crosslore_bench::layer::table(&rep));
         }
         "htod" => {
             println!("| f32 elements | MB | fresh Vec ms | reused Vec ms | MB/s (fresh) |\n|---|---|---|---|---|");

@@ -34,7 +34,7 @@ use crosslore_data::Encoded;
 use crosslore_linalg::Rng;
 use crosslore_model::{Llama, LlamaConfig, LoadOptions, Training};
 use crosslore_train::config::{DType as TrainDType, DeviceKind, Method};
-use crosslore_train::{TrainConfig, Trainer};
+use crosslore_train::{BlockBackward, TrainConfig, Trainer};
 use serde::Serialize;
 
 use crate::floors::{self, Rates};
@@ -55,6 +55,9 @@ pub struct Arm {
     pub residual_ratio: f64,
     /// The arm re-run when this one fails (out of device memory).
     pub fallback: Option<&'static str>,
+    /// `block_backward = "fused"`: the hand-differentiated blocks with the fused kernels
+    /// (issue 8) instead of candle autograd.
+    pub fused: bool,
 }
 
 const fn arm(label: &'static str, method: Method, layerwise: bool) -> Arm {
@@ -65,6 +68,17 @@ const fn arm(label: &'static str, method: Method, layerwise: bool) -> Arm {
         recompute: false,
         residual_ratio: 0.0,
         fallback: None,
+        fused: false,
+    }
+}
+
+/// The same arm through the fused blocks.
+const fn fused(a: Arm, label: &'static str, fallback: Option<&'static str>) -> Arm {
+    Arm {
+        label,
+        fused: true,
+        fallback,
+        ..a
     }
 }
 
@@ -93,7 +107,39 @@ pub const ARMS: &[Arm] = &[
         recompute: true,
         ..arm("adamw-layerwise-recompute", Method::Adamw, true)
     },
+    fused(CL_LW, "crosslore-layerwise-fused", None),
+    fused(
+        Arm {
+            recompute: true,
+            ..CL_LW
+        },
+        "crosslore-layerwise-fused-recompute",
+        None,
+    ),
+    fused(CL, "crosslore-fused", Some("crosslore-layerwise-fused")),
+    fused(
+        arm("", Method::Crosslore, false),
+        "galore-steady-fused",
+        None,
+    ),
+    fused(arm("", Method::Lora, false), "lora-fused", None),
+    fused(arm("", Method::Dora, false), "dora-fused", None),
+    fused(
+        arm("", Method::Adamw, false),
+        "adamw-fused",
+        Some("adamw-layerwise-fused"),
+    ),
+    fused(arm("", Method::Adamw, true), "adamw-layerwise-fused", None),
 ];
+
+const CL_LW: Arm = Arm {
+    residual_ratio: 0.012,
+    ..arm("", Method::Crosslore, true)
+};
+const CL: Arm = Arm {
+    residual_ratio: 0.012,
+    ..arm("", Method::Crosslore, false)
+};
 
 /// The default arms: every method once (AdamW full model, falling back to layerwise).
 pub const DEFAULT_ARMS: &[&str] = &[
@@ -166,7 +212,7 @@ pub struct P3Report {
     pub results: Vec<P3Result>,
 }
 
-fn config(d: &ModelDims) -> Result<LlamaConfig> {
+pub(crate) fn config(d: &ModelDims) -> Result<LlamaConfig> {
     let v = serde_json::json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -174,19 +220,19 @@ fn config(d: &ModelDims) -> Result<LlamaConfig> {
         "intermediate_size": d.ffn,
         "num_hidden_layers": d.layers,
         "num_attention_heads": d.n_heads,
-        "num_key_value_heads": d.n_heads,
+        "num_key_value_heads": d.n_kv_heads,
         "vocab_size": d.vocab,
         "rms_norm_eps": 1e-5,
-        "rope_theta": 10000.0,
-        "max_position_embeddings": 4096,
-        "tie_word_embeddings": false,
+        "rope_theta": d.rope_theta,
+        "max_position_embeddings": 8192,
+        "tie_word_embeddings": d.tied,
         "hidden_act": "silu",
         "torch_dtype": "bfloat16"
     });
     Ok(LlamaConfig::from_json_value(v, "p3 config")?)
 }
 
-fn random_model(cfg: &LlamaConfig, dev: &Device, training: Training) -> Result<Llama> {
+pub(crate) fn random_model(cfg: &LlamaConfig, dev: &Device, training: Training) -> Result<Llama> {
     let mut tensors = std::collections::HashMap::new();
     for (name, shape) in cfg.expected_tensors() {
         let t = if shape.len() == 1 {
@@ -352,6 +398,11 @@ fn train_config(arm: &Arm, opt: &P3Options, dev: &Device) -> TrainConfig {
         dtype: TrainDType::Bf16,
         layerwise: arm.layerwise,
         recompute: arm.recompute,
+        block_backward: if arm.fused {
+            BlockBackward::Fused
+        } else {
+            BlockBackward::Autograd
+        },
         ..TrainConfig::default()
     }
 }

@@ -13,6 +13,12 @@ pub struct ModelDims {
     pub d_head: usize,
     pub vocab: usize,
     pub rank: usize,
+    /// Key/value heads (GQA when below `n_heads`).
+    pub n_kv_heads: usize,
+    /// `lm_head` tied to the embedding.
+    pub tied: bool,
+    /// RoPE base, as an integer (10000, 100000).
+    pub rope_theta: u32,
 }
 
 impl ModelDims {
@@ -28,6 +34,26 @@ impl ModelDims {
             d_head: 128 / s,
             vocab: 32000 / s,
             rank: (128 / s).max(1),
+            n_kv_heads: 32,
+            tied: false,
+            rope_theta: 10000,
+        }
+    }
+
+    /// SmolLM2-135M (30 layers, hidden 576, FFN 1536, 9 heads / 3 KV heads of 64, vocab 49152,
+    /// tied embeddings, rope base 1e5) with rank 16: the small model, where launches dominate.
+    pub fn smollm2() -> Self {
+        Self {
+            hidden: 576,
+            ffn: 1536,
+            layers: 30,
+            n_heads: 9,
+            d_head: 64,
+            vocab: 49152,
+            rank: 16,
+            n_kv_heads: 3,
+            tied: true,
+            rope_theta: 100000,
         }
     }
 }

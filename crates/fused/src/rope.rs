@@ -20,7 +20,7 @@ fn check_tables(
     sin: &Tensor,
 ) -> Result<()> {
     check::float(op, "x", x)?;
-    if d % 2 != 0 {
+    if !d.is_multiple_of(2) {
         return Err(crate::error::invalid(
             op,
             format!("head_dim {d} must be even"),

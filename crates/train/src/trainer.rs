@@ -161,6 +161,9 @@ impl Trainer {
     /// ([`crate::run::load_options`]): every weight trainable for adamw/galore/crosslore,
     /// adapters only for lora/dora. `train` is the encoded training set; `pad_id` pads batches.
     pub fn new(cfg: TrainConfig, model: Llama, train: Vec<Encoded>, pad_id: u32) -> Result<Self> {
+        // Freed activations stay in the CUDA pool between steps (no-op on the CPU).
+        crosslore_model::fused::keep_memory_pool(model.device())
+            .map_err(crosslore_model::ModelError::from)?;
         cfg.validate("config")?;
         let params = model.params();
         if params.is_empty() {

@@ -18,6 +18,8 @@ mod whole;
 
 use candle_core::{Tensor, Var};
 
+/// Keep freed device memory in the CUDA pool (`crosslore_fused::keep_memory_pool`).
+pub use crosslore_fused::keep_memory_pool;
 pub use head::{
     embedding_forward, head_forward_backward, shifted_targets, HeadOut, LOGITS_CHUNK_BYTES,
 };
