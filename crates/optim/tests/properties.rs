@@ -765,12 +765,44 @@ fn crosslore_step_params_equals_the_step_param_loop_bit_identically() -> Result<
     Ok(())
 }
 
-/// A NaN/Inf gradient anywhere in a `step_params` batch is an error naming that parameter, and
-/// no parameter of the batch (not even the ones before it) nor the state changes.
+/// GaLore's `step_params` (batched finiteness check) equals its `step_param` loop bit for bit.
 #[test]
-fn crosslore_step_params_with_a_non_finite_gradient_touches_nothing() -> Result<()> {
+fn galore_step_params_equals_the_step_param_loop_bit_identically() -> Result<()> {
+    let params = batch_params(&mut Rng::new(25))?;
+    let copy = clone_params(&params)?;
+    let mut a = GaLoreAdamW::with_params(params.clone(), galore_cfg(3, 3))?;
+    let mut b = GaLoreAdamW::with_params(copy.clone(), galore_cfg(3, 3))?;
+    for g in &grads(&params, 7, 26)? {
+        let ia = params
+            .iter()
+            .zip(g)
+            .map(|((n, v), g)| Ok(a.step_param(n, v, g)?))
+            .collect::<Result<Vec<_>>>()?;
+        assert_eq!(ia, step_all(&mut b, &copy, g)?);
+    }
+    for ((n, va), (_, vb)) in params.iter().zip(&copy) {
+        assert_eq!(bits(va.as_tensor())?, bits(vb.as_tensor())?, "{n}");
+    }
+    Ok(())
+}
+
+/// A NaN/Inf gradient anywhere in a `step_params` batch is an error naming that parameter, and
+/// no parameter of the batch (not even the ones before it) nor the state changes (CrossLore and
+/// GaLore, whose `step_params` check every gradient first).
+#[test]
+fn step_params_with_a_non_finite_gradient_touches_nothing() -> Result<()> {
+    non_finite_batch(|p| {
+        Ok(CrossLoreAdamW::with_params(
+            p.to_vec(),
+            crosslore_cfg(3, 2, 0.2, 1),
+        )?)
+    })?;
+    non_finite_batch(|p| Ok(GaLoreAdamW::with_params(p.to_vec(), galore_cfg(3, 2))?))
+}
+
+fn non_finite_batch<O: ParamOptimizer>(mk: impl Fn(&[(String, Var)]) -> Result<O>) -> Result<()> {
     let params = batch_params(&mut Rng::new(23))?;
-    let mut o = CrossLoreAdamW::with_params(params.clone(), crosslore_cfg(3, 2, 0.2, 1))?;
+    let mut o = mk(&params)?;
     let gs = grads(&params, 3, 24)?;
     step_all(&mut o, &params, &gs[0])?;
     step_all(&mut o, &params, &gs[1])?;
