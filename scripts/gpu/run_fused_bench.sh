@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Issue 8 on the device machine, one call: the fused kernels' check (fused-ops), the model check
+# (fused blocks vs CPU autograd), one 7B layer fused vs candle autograd vs PyTorch, P3 with the
+# fused blocks (7B shape) and the SmolLM2-shaped steps vs PyTorch. Carry .devbin (built here by
+# scripts/gpu/build_bench.sh):
+#   run(command="bash scripts/gpu/run_fused_bench.sh", carry=[".devbin"])
+# Each step has its own time limit; a failed step does not stop the others. Output: $OUT/*.json,
+# $OUT/fused_bench_log.txt. Steps: $STEPS (default all).
+set -uo pipefail
+OUT=${OUT:-/tmp/fused_out}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/fused_bench_log.txt") 2>&1
+export PYTHONUNBUFFERED=1
+STEPS=${STEPS:-"ops check layer layertorch p3 smol smoltorch"}
+P3_ARMS=${P3_ARMS:-"crosslore-layerwise-fused,lora-fused,galore-steady-fused,adamw-fused,dora-fused"}
+SMOL_ARMS=${SMOL_ARMS:-"adamw-fused,adamw,lora-fused,lora,crosslore-layerwise-fused"}
+date -u
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+xz -dc .devbin/crosslore-bench.xz > /tmp/crosslore-bench && chmod +x /tmp/crosslore-bench || exit 1
+B=/tmp/crosslore-bench
+step() { # name, limit seconds, command...
+  local name=$1 lim=$2; shift 2
+  echo; echo "=== $name: $* ==="
+  local t0=$SECONDS
+  timeout "$lim" "$@" || echo "FAILED: $name (exit $?)"
+  echo "=== $name took $((SECONDS - t0)) s ==="
+}
+for s in $STEPS; do
+  case $s in
+    ops) step fused-ops 70 $B --device cuda fused-ops --reps 10 --json "$OUT/fused_ops.json" ;;
+    check) step model-check 90 $B --device cuda model-check --json "$OUT/model_check.json" ;;
+    layer) step layer 60 $B --device cuda layer --json "$OUT/layer.json" ;;
+    layertorch) step layer-torch 60 python3 bench/reference/layer_torch.py --out "$OUT/layer_torch.json" ;;
+    p3) step p3-fused 200 $B --device cuda p3 --reps 3 --warmup 2 --arms "$P3_ARMS" --json "$OUT/p3_fused.json" ;;
+    smol) step p3-smol 80 $B --device cuda p3 --model smollm2 --reps 5 --warmup 2 --arms "$SMOL_ARMS" --json "$OUT/p3_smol.json" ;;
+    smoltorch) step smol-torch 60 python3 bench/reference/smol_torch.py --out "$OUT/smol_torch.json" ;;
+    *) echo "unknown step $s" ;;
+  esac
+done
+date -u
