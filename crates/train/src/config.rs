@@ -46,11 +46,14 @@ pub enum DType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum BlockBackward {
-    /// candle autograd inside each block: the reference path.
-    #[default]
+    /// candle autograd inside each block: the reference path (tests compare the fused blocks
+    /// with it).
     Autograd,
     /// Hand-written backward (`crosslore_model::fused`): fused CUDA kernels on the GPU, their
-    /// f32 reference elsewhere; no autograd graph, activations saved per block.
+    /// f32 reference elsewhere; no autograd graph, activations saved per block. The default:
+    /// same results (within float rounding), 6.5x faster per 7B layer on the H200, and on the
+    /// CPU ~1.5x faster with ~2.5x less peak memory for the main job.
+    #[default]
     Fused,
 }
 
@@ -143,7 +146,8 @@ pub struct TrainConfig {
     pub layerwise: bool,
     /// Recompute each block's forward during the backward (less memory, more time). Default false.
     pub recompute: bool,
-    /// `autograd` or `fused` (hand-written block backward with fused kernels). Default `autograd`.
+    /// `fused` (hand-written block backward with fused kernels) or `autograd` (candle autograd,
+    /// the reference). Default `fused`.
     pub block_backward: BlockBackward,
     /// Write a checkpoint every N optimizer steps; 0 only at the end. Default 0.
     pub save_every: usize,
@@ -197,7 +201,7 @@ impl Default for TrainConfig {
             dtype: DType::F32,
             layerwise: false,
             recompute: false,
-            block_backward: BlockBackward::Autograd,
+            block_backward: BlockBackward::Fused,
             save_every: 0,
             keep_checkpoints: 2,
             resume: false,

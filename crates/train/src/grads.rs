@@ -73,13 +73,32 @@ impl GradBuffers {
 /// (DESIGN.md §3, pitfalls), which for a 45 M-entry 7B gradient took milliseconds per parameter
 /// and dominated the fused training step on the H200.
 pub fn sq_norm(g: &Tensor) -> Result<f64> {
+    Ok(sq_norm_device(g)?.to_scalar::<f32>()? as f64)
+}
+
+/// `sum(g^2)` as an f32 scalar tensor on `g`'s device (no host synchronisation).
+fn sq_norm_device(g: &Tensor) -> Result<Tensor> {
     let sq = g.to_dtype(DType::F32)?.sqr()?;
     let rows = if sq.rank() >= 2 {
         sq.sum(candle_core::D::Minus1)? // [.., rows]
     } else {
         sq
     };
-    Ok(rows.sum_all()?.to_scalar::<f32>()? as f64)
+    Ok(rows.sum_all()?)
+}
+
+/// [`sq_norm`] of several gradients (same device) read back in one host synchronisation; each
+/// value has the bits [`sq_norm`] gives for that gradient alone.
+pub fn sq_norms(gs: &[&Tensor]) -> Result<Vec<f64>> {
+    if gs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let each = gs
+        .iter()
+        .map(|g| sq_norm_device(g))
+        .collect::<Result<Vec<_>>>()?;
+    let v: Vec<f32> = Tensor::stack(&each, 0)?.to_vec1()?;
+    Ok(v.into_iter().map(f64::from).collect())
 }
 
 /// Global L2 norm from per-parameter squared norms, summed in name order (so that both loops,

@@ -38,7 +38,7 @@ use crosslore_model::{Block, ForwardCtx, Llama};
 use crate::config::BlockBackward;
 use crate::error::{Result, TrainError};
 use crate::fused_sweep::FusedSegments;
-use crate::grads::{clip_coef, global_norm, scale, sq_norm, tensor_bytes, GradBuffers};
+use crate::grads::{clip_coef, global_norm, scale, sq_norms, tensor_bytes, GradBuffers};
 use crate::trainer::{Micro, StepAcc, Trainer};
 
 /// What a sweep does with each parameter's micro-batch gradient.
@@ -306,26 +306,43 @@ impl Trainer {
             + pending.values().map(tensor_bytes).sum::<usize>()
             + bufs.bytes();
         acc.peak.observe(alive);
-        for (name, var, g) in ready {
-            match sink {
-                Sink::Accumulate => bufs.add(&name, &g)?,
-                Sink::Norm => {
-                    let total = bufs.total_with(&name, &g)?;
-                    acc.sq.insert(name, sq_norm(&total)?);
+        match sink {
+            Sink::Accumulate => {
+                for (name, _, g) in ready {
+                    bufs.add(&name, &g)?;
                 }
-                Sink::Step { coef, record } => {
+            }
+            Sink::Norm => {
+                let totals = ready
+                    .iter()
+                    .map(|(name, _, g)| bufs.total_with(name, g))
+                    .collect::<Result<Vec<_>>>()?;
+                let sq = sq_norms(&totals.iter().collect::<Vec<_>>())?;
+                for ((name, _, _), v) in ready.into_iter().zip(sq) {
+                    acc.sq.insert(name, v);
+                }
+            }
+            Sink::Step { coef, record } => {
+                let mut items = Vec::with_capacity(ready.len());
+                for (name, var, g) in ready {
                     let total = bufs.total_with(&name, &g)?;
                     bufs.remove(&name);
-                    drop(g);
-                    if record {
-                        // No clipping pass: check each gradient right before its update.
-                        let sq = sq_norm(&total)?;
-                        self.check_finite(&format!("gradient of {name}"), sq)?;
-                        acc.sq.insert(name.clone(), sq);
-                    }
-                    let total = scale(&total, coef)?;
-                    self.apply(&name, &var, &total, acc)?;
+                    items.push((name, var, total));
                 }
+                if record {
+                    // No clipping pass: check the block's gradients (one host read) before any
+                    // of them is applied.
+                    let sq = sq_norms(&items.iter().map(|(_, _, t)| t).collect::<Vec<_>>())?;
+                    for ((name, _, _), v) in items.iter().zip(sq) {
+                        self.check_finite(&format!("gradient of {name}"), v)?;
+                        acc.sq.insert(name.clone(), v);
+                    }
+                }
+                let items = items
+                    .into_iter()
+                    .map(|(name, var, t)| Ok((name, var, scale(&t, coef)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                self.apply_many(&items, acc)?;
             }
         }
         Ok(())

@@ -65,6 +65,40 @@ pub fn activation_bytes(
     }
 }
 
+/// Estimated activation bytes the fused blocks keep at the start of the backward
+/// (`crosslore_model::fused::LayerSaved` per layer: input, two norms' outputs, rotated q/k, v,
+/// attention probabilities, attention output, the residual sum, gate, up and their product, two
+/// f32 `rstd` rows; the head computes its logits in chunks of at most
+/// `crosslore_model::fused::LOGITS_CHUNK_BYTES`, with their gradient). With recompute: every
+/// block input plus one layer's saved activations.
+pub fn fused_activation_bytes(
+    c: &LlamaConfig,
+    batch: usize,
+    seq: usize,
+    elem: usize,
+    recompute: bool,
+) -> usize {
+    let bs = batch * seq;
+    let (h, f, nh, nkv, d) = (
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_attention_heads,
+        c.num_key_value_heads,
+        c.head_dim,
+    );
+    let layer =
+        (4 * bs * h + 2 * bs * nh * d + 2 * bs * nkv * d + batch * nh * seq * seq + 3 * bs * f)
+            * elem
+            + 2 * bs * 4;
+    let head = 2 * (bs * c.vocab_size * elem).min(crosslore_model::fused::LOGITS_CHUNK_BYTES);
+    let l = c.num_hidden_layers;
+    if recompute {
+        (l + 1) * bs * h * elem + layer + head
+    } else {
+        bs * h * elem + l * layer + head
+    }
+}
+
 /// Gradient bytes alive in a layerwise sweep: the largest block's own parameters plus the
 /// parameters shared between blocks (the tied embedding), whose gradient stays pending from its
 /// first to its last block.
@@ -98,6 +132,9 @@ pub fn largest_block_bytes(model: &Llama) -> usize {
 #[derive(Debug, Clone)]
 pub struct ReportInputs {
     pub layerwise: bool,
+    /// `block_backward = "fused"`: whole-model mode sweeps blocks into the accumulation buffers
+    /// (no second full gradient store).
+    pub fused: bool,
     pub recompute: bool,
     pub grad_accum: usize,
     pub weights_bytes: usize,
@@ -137,18 +174,26 @@ pub fn report(i: ReportInputs) -> MemoryReport {
     } else {
         0
     };
-    let grads_est = if i.layerwise {
-        buffers + i.block_grad_bytes
-    } else {
-        buffers + i.trainable_bytes
+    let grads_est = match (i.layerwise, i.fused) {
+        (true, _) => buffers + i.block_grad_bytes,
+        (false, false) => buffers + i.trainable_bytes,
+        // The buffers fill block by block: the first micro-batch's gradients become the
+        // buffers; later ones add one block's gradients at a time.
+        (false, true) if i.grad_accum > 1 => i.trainable_bytes + i.block_grad_bytes,
+        (false, true) => i.trainable_bytes,
     };
     let mode = match (i.layerwise, i.recompute) {
         (true, true) => "layerwise+recompute",
         (true, false) => "layerwise",
         (false, _) => "whole-graph",
     };
+    let mode = if i.fused {
+        format!("{mode} (fused blocks)")
+    } else {
+        mode.to_string()
+    };
     MemoryReport {
-        mode: mode.into(),
+        mode,
         weights_bytes: i.weights_bytes,
         trainable_bytes: i.trainable_bytes,
         grads_peak_bytes: i.grads_peak_measured,

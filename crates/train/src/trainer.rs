@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{BlockBackward, Method, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::grads::{
-    clip_coef, global_norm, scale, sq_norm, tensor_bytes, GradBuffers, PeakCounter,
+    clip_coef, global_norm, scale, sq_norms, tensor_bytes, GradBuffers, PeakCounter,
 };
 use crate::memory::{self, MemoryReport};
 use crate::optimizer::MethodOptimizer;
@@ -100,6 +100,9 @@ pub struct StepReport {
     pub rss_bytes: Option<u64>,
     pub peak_rss_bytes: Option<u64>,
 }
+
+/// Parameters per optimizer call in whole-model mode ([`Trainer::apply_buffers`]).
+const APPLY_BATCH: usize = 16;
 
 /// One micro-batch on the device.
 pub(crate) struct Micro {
@@ -313,34 +316,46 @@ impl Trainer {
         Ok((sum / n_total as f64)?)
     }
 
-    /// Steps parameter `name` with its total gradient `g` (already clipped), recording times,
-    /// refreshes and (log steps) the subspace residual.
-    pub(crate) fn apply(
+    /// Steps the parameters `items` (`name`, `var`, total gradient already clipped) with one
+    /// batched optimizer call ([`crosslore_optim::ParamOptimizer::step_params`]: CrossLore and
+    /// GaLore check every gradient's finiteness in one device synchronisation and queue the
+    /// refreshes together), recording times, refreshes and (log steps) subspace residuals. A
+    /// batch that refreshed any projector counts its time as refresh time.
+    pub(crate) fn apply_many(
         &mut self,
-        name: &str,
-        var: &Var,
-        g: &Tensor,
+        items: &[(String, Var, Tensor)],
         acc: &mut StepAcc,
     ) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
         let t = Instant::now();
         if acc.applied == 0 {
             // The optimizer is not touched before the step's first update (a skipped step
             // leaves its state exactly as it was, learning rate included).
             self.opt.set_lr(acc.lr);
         }
-        acc.applied += 1;
-        let info = self.opt.step_param(name, var, g)?;
+        let refs: Vec<(&str, &Var, &Tensor)> =
+            items.iter().map(|(n, v, g)| (n.as_str(), v, g)).collect();
+        let infos = self.opt.as_dyn_mut().step_params(&refs)?;
+        acc.applied += items.len();
         let dt = t.elapsed().as_secs_f64();
-        if info.refreshed {
-            acc.refreshed += 1;
+        let refreshed = infos.iter().filter(|i| i.refreshed).count();
+        acc.refreshed += refreshed;
+        if refreshed > 0 {
             acc.timings.refresh_s += dt;
         } else {
             acc.timings.optimizer_s += dt;
         }
-        if acc.measure_residual && info.projected {
+        if acc.measure_residual {
             let t = Instant::now();
-            if let Some(r) = self.opt.projection_residual(name, g)? {
-                acc.residuals.push(r as f64);
+            for ((name, _, g), info) in items.iter().zip(&infos) {
+                if !info.projected {
+                    continue;
+                }
+                if let Some(r) = self.opt.projection_residual(name, g)? {
+                    acc.residuals.push(r as f64);
+                }
             }
             acc.timings.residual_s += t.elapsed().as_secs_f64();
         }
@@ -516,17 +531,25 @@ impl Trainer {
         acc: &mut StepAcc,
     ) -> Result<(f64, f64)> {
         let params = self.params.clone();
-        for (name, g) in bufs.iter() {
-            acc.sq.insert(name.clone(), sq_norm(g)?);
+        let totals: Vec<(String, Var, Tensor)> = params
+            .iter()
+            .filter_map(|(name, var)| bufs.take(name).map(|g| (name.clone(), var.clone(), g)))
+            .collect();
+        let sq = sq_norms(&totals.iter().map(|(_, _, g)| g).collect::<Vec<_>>())?;
+        for ((name, _, _), v) in totals.iter().zip(sq) {
+            acc.sq.insert(name.clone(), v);
         }
         let norm = global_norm(&acc.sq);
         self.check_finite("gradient norm", norm)?;
         let coef = clip_coef(norm, self.cfg.max_grad_norm);
-        for (name, var) in &params {
-            if let Some(g) = bufs.take(name) {
-                let g = scale(&g, coef)?;
-                self.apply(name, var, &g, acc)?;
-            }
+        // Batches of APPLY_BATCH parameters: one optimizer call (one finiteness read) each,
+        // while at most that many clipped copies exist besides the gradients.
+        for chunk in totals.chunks(APPLY_BATCH) {
+            let items = chunk
+                .iter()
+                .map(|(name, var, g)| Ok((name.clone(), var.clone(), scale(g, coef)?)))
+                .collect::<Result<Vec<_>>>()?;
+            self.apply_many(&items, acc)?;
         }
         Ok((norm, coef))
     }
@@ -546,6 +569,7 @@ impl Trainer {
             .sum();
         memory::report(memory::ReportInputs {
             layerwise: self.cfg.layerwise,
+            fused: self.cfg.block_backward == BlockBackward::Fused,
             recompute: self.cfg.recompute,
             grad_accum: self.cfg.grad_accum,
             weights_bytes: weights,
@@ -553,13 +577,22 @@ impl Trainer {
             block_grad_bytes: memory::largest_block_bytes(&self.model),
             grads_peak_measured: self.grads_peak,
             optimizer_state_bytes: self.opt.state_bytes().total,
-            activations: memory::activation_bytes(
-                &self.model.config,
-                b,
-                s,
-                self.model.dtype().size_in_bytes(),
-                self.cfg.layerwise && self.cfg.recompute,
-            ),
+            activations: match self.cfg.block_backward {
+                BlockBackward::Autograd => memory::activation_bytes(
+                    &self.model.config,
+                    b,
+                    s,
+                    self.model.dtype().size_in_bytes(),
+                    self.cfg.layerwise && self.cfg.recompute,
+                ),
+                BlockBackward::Fused => memory::fused_activation_bytes(
+                    &self.model.config,
+                    b,
+                    s,
+                    self.model.dtype().size_in_bytes(),
+                    self.cfg.recompute,
+                ),
+            },
         })
     }
 }

@@ -88,3 +88,36 @@ fn fused_equals_autograd_all_methods_and_modes() {
         }
     }
 }
+
+/// Whole-model mode through the fused blocks sweeps into the accumulation buffers block by
+/// block: its gradient peak is one full gradient (+ one block's while accumulating), below the
+/// autograd whole graph's (a full store per micro-batch + the buffers), and the report's
+/// estimate equals the measurement.
+#[test]
+fn fused_whole_model_gradient_memory_matches_its_estimate() {
+    for accum in [1, 2] {
+        let mut cfg = tiny_train_config(Method::Adamw);
+        cfg.grad_accum = accum;
+        cfg.max_grad_norm = 0.5;
+        let mut peaks = Vec::new();
+        for bb in [BlockBackward::Fused, BlockBackward::Autograd] {
+            cfg.block_backward = bb;
+            let mut t = Trainer::new(cfg.clone(), tiny_model(&cfg), dataset(16, 11), 0).unwrap();
+            t.step().unwrap();
+            let m = t.memory_report();
+            assert_eq!(
+                m.grads_peak_bytes, m.grads_peak_estimate_bytes,
+                "{bb:?} accum={accum}"
+            );
+            peaks.push(m.grads_peak_bytes);
+        }
+        if accum > 1 {
+            assert!(
+                peaks[0] < peaks[1],
+                "fused {} vs autograd {}",
+                peaks[0],
+                peaks[1]
+            );
+        }
+    }
+}

@@ -22,7 +22,7 @@ type Trajectory = (
 
 use common::*;
 use crosslore_train::config::Method;
-use crosslore_train::{TrainConfig, Trainer};
+use crosslore_train::{BlockBackward, TrainConfig, Trainer};
 
 const METHODS: [Method; 5] = [
     Method::Adamw,
@@ -134,6 +134,8 @@ fn layerwise_holds_fewer_gradient_bytes() {
             cfg.grad_accum = accum;
             cfg.max_grad_norm = 0.5;
             cfg.layerwise = false;
+            // The autograd blocks' whole-graph mode: a full gradient store per micro-batch.
+            cfg.block_backward = BlockBackward::Autograd;
             let model = tiny_model(&cfg);
             let mut whole = Trainer::new(cfg.clone(), model, dataset(16, 11), 0).unwrap();
             whole.step().unwrap();
