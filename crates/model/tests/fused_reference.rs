@@ -11,9 +11,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use common::{assert_close, fixture, ids, reference, rel_err};
 use crosslore_model::fused::model_loss_and_grads;
-use crosslore_model::{
-    causal_lm_loss, AdapterConfig, AdapterKind, Llama, LoadOptions, TargetModules, Training,
-};
+use crosslore_model::{causal_lm_loss, Llama, LoadOptions, Training};
 
 const TOL: f32 = 1e-4;
 
@@ -55,6 +53,22 @@ fn check_grads(
     }
 }
 
+/// The loss and every gradient against the fixture's reference `r` (`loss`, `grad.<name>`).
+fn check_against_reference(
+    case: &str,
+    model: &Llama,
+    loss: f32,
+    grads: &HashMap<String, Tensor>,
+    r: &HashMap<String, Tensor>,
+) {
+    let want_loss = r["loss"].to_scalar::<f32>().unwrap();
+    assert!(
+        (loss - want_loss).abs() <= TOL * want_loss.abs(),
+        "{case}: loss {loss} vs {want_loss}"
+    );
+    check_grads(case, model, grads, |n| r[&format!("grad.{n}")].clone(), TOL);
+}
+
 #[test]
 fn reference_fused_full_models_loss_and_grads() {
     for case in ["tied_gqa", "untied_linear", "llama3_headdim"] {
@@ -62,18 +76,7 @@ fn reference_fused_full_models_loss_and_grads() {
         let model =
             Llama::from_hf_folder(&fixture(case), &opts(Training::Full, DType::F32)).unwrap();
         let (loss, grads) = fused_grads(&model, &ids(&r), &r["attention_mask"], &r["labels"], 0);
-        let want_loss = r["loss"].to_scalar::<f32>().unwrap();
-        assert!(
-            (loss - want_loss).abs() <= TOL * want_loss.abs(),
-            "{case}: loss {loss} vs {want_loss}"
-        );
-        check_grads(
-            case,
-            &model,
-            &grads,
-            |n| r[&format!("grad.{n}")].clone(),
-            TOL,
-        );
+        check_against_reference(case, &model, loss, &grads, &r);
     }
 }
 
@@ -82,26 +85,9 @@ fn adapter_model(
     dropout: f64,
     dtype: DType,
 ) -> (Llama, HashMap<String, Tensor>, HashMap<String, Tensor>) {
-    let text = std::fs::read_to_string(fixture(case).join("adapter.json")).unwrap();
-    let meta: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let targets: Vec<&str> = match &meta["targets"] {
-        serde_json::Value::String(s) => vec![s.as_str()],
-        serde_json::Value::Array(a) => a.iter().map(|x| x.as_str().unwrap()).collect(),
-        _ => panic!("targets"),
-    };
-    let cfg = AdapterConfig {
-        kind: if meta["use_dora"].as_bool().unwrap() {
-            AdapterKind::Dora
-        } else {
-            AdapterKind::Lora
-        },
-        rank: meta["rank"].as_u64().unwrap() as usize,
-        alpha: meta["alpha"].as_f64().unwrap(),
-        dropout,
-        targets: TargetModules::parse(&targets).unwrap(),
-        init_seed: 0,
-    };
-    let base = meta["base"].as_str().unwrap();
+    let (mut cfg, base) = common::adapter_case(case);
+    cfg.dropout = dropout;
+    let base = base.as_str();
     let r = reference(case);
     let model =
         Llama::from_hf_folder(&fixture(base), &opts(Training::Adapter(cfg), dtype)).unwrap();
@@ -124,18 +110,7 @@ fn reference_fused_lora_and_dora_grads() {
     for case in ["lora_tied_gqa", "dora_tied_gqa"] {
         let (model, rb, r) = adapter_model(case, 0.0, DType::F32);
         let (loss, grads) = fused_grads(&model, &ids(&rb), &rb["attention_mask"], &rb["labels"], 7);
-        let want_loss = r["loss"].to_scalar::<f32>().unwrap();
-        assert!(
-            (loss - want_loss).abs() <= TOL * want_loss.abs(),
-            "{case}: loss {loss} vs {want_loss}"
-        );
-        check_grads(
-            case,
-            &model,
-            &grads,
-            |n| r[&format!("grad.{n}")].clone(),
-            TOL,
-        );
+        check_against_reference(case, &model, loss, &grads, &r);
     }
 }
 

@@ -13,9 +13,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::{assert_close, fixture, ids, reference, rel_err};
-use crosslore_model::{
-    causal_lm_loss, AdapterConfig, AdapterKind, Llama, LoadOptions, TargetModules, Training,
-};
+use crosslore_model::{causal_lm_loss, Llama, LoadOptions, Training};
 
 const TOL: f32 = 1e-4;
 
@@ -114,35 +112,9 @@ fn reference_bf16_forward_within_bf16_tolerance() {
     }
 }
 
-fn adapter_meta(case: &str) -> (AdapterConfig, serde_json::Value) {
-    let text = std::fs::read_to_string(fixture(case).join("adapter.json")).unwrap();
-    let meta: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let targets = match &meta["targets"] {
-        serde_json::Value::String(s) => TargetModules::parse(&[s.as_str()]).unwrap(),
-        serde_json::Value::Array(a) => {
-            let v: Vec<&str> = a.iter().map(|x| x.as_str().unwrap()).collect();
-            TargetModules::parse(&v).unwrap()
-        }
-        _ => panic!("targets"),
-    };
-    let cfg = AdapterConfig {
-        kind: if meta["use_dora"].as_bool().unwrap() {
-            AdapterKind::Dora
-        } else {
-            AdapterKind::Lora
-        },
-        rank: meta["rank"].as_u64().unwrap() as usize,
-        alpha: meta["alpha"].as_f64().unwrap(),
-        dropout: 0.0,
-        targets,
-        init_seed: 0,
-    };
-    (cfg, meta)
-}
-
 fn check_adapter_case(case: &str) {
-    let (cfg, meta) = adapter_meta(case);
-    let base = meta["base"].as_str().unwrap();
+    let (cfg, base) = common::adapter_case(case);
+    let base = base.as_str();
     let rb = reference(base);
     let r = reference(case);
     let model =
@@ -291,7 +263,7 @@ fn segmented_grads(
 fn segmented_backward_equals_whole_graph() {
     for training in [
         Training::Full,
-        Training::Adapter(adapter_meta("dora_tied_gqa").0),
+        Training::Adapter(common::adapter_case("dora_tied_gqa").0),
     ] {
         let r = reference("tied_gqa");
         let model =
@@ -415,7 +387,7 @@ fn reference_bf16_training_gradients() {
     }
     eprintln!("bf16 full: worst gradient relative error {worst:.3e}");
 
-    let (cfg, _) = adapter_meta("dora_tied_gqa");
+    let (cfg, _) = common::adapter_case("dora_tied_gqa");
     let m = Llama::from_hf_folder(
         &fixture("tied_gqa"),
         &opts(Training::Adapter(cfg), DType::BF16),

@@ -49,3 +49,30 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
 pub fn ids(r: &HashMap<String, Tensor>) -> Tensor {
     r["input_ids"].to_dtype(DType::U32).unwrap()
 }
+
+/// The adapter configuration of an adapter fixture (`adapter.json`: peft's rank, alpha, targets,
+/// DoRA flag; dropout 0) and the name of its base-model fixture.
+#[allow(dead_code)]
+pub fn adapter_case(case: &str) -> (crosslore_model::AdapterConfig, String) {
+    use crosslore_model::{AdapterConfig, AdapterKind, TargetModules};
+    let text = std::fs::read_to_string(fixture(case).join("adapter.json")).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let targets: Vec<&str> = match &meta["targets"] {
+        serde_json::Value::String(s) => vec![s.as_str()],
+        serde_json::Value::Array(a) => a.iter().map(|x| x.as_str().unwrap()).collect(),
+        _ => panic!("targets"),
+    };
+    let cfg = AdapterConfig {
+        kind: if meta["use_dora"].as_bool().unwrap() {
+            AdapterKind::Dora
+        } else {
+            AdapterKind::Lora
+        },
+        rank: meta["rank"].as_u64().unwrap() as usize,
+        alpha: meta["alpha"].as_f64().unwrap(),
+        dropout: 0.0,
+        targets: TargetModules::parse(&targets).unwrap(),
+        init_seed: 0,
+    };
+    (cfg, meta["base"].as_str().unwrap().to_string())
+}
