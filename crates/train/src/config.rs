@@ -52,7 +52,7 @@ pub enum BlockBackward {
     /// Hand-written backward (`crosslore_model::fused`): fused CUDA kernels on the GPU, their
     /// f32 reference elsewhere; no autograd graph, activations saved per block. The default:
     /// same results (within float rounding), 6.5x faster per 7B layer on the H200, and on the
-    /// CPU ~1.5x faster with ~2.5x less peak memory for the main job.
+    /// CPU 1.7x faster with 2.4x less peak memory for the main job (docs/BENCHMARKS.md).
     #[default]
     Fused,
 }
