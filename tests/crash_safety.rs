@@ -252,10 +252,7 @@ fn sigterm_and_sigint_stop_with_a_checkpoint_and_resume_identically() {
             serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
         assert_eq!(summary["stopped_early"], true, "SIG{name}");
         let stopped_at = summary["steps"].as_u64().unwrap() as usize;
-        assert!(
-            stopped_at >= 3 && stopped_at < STEPS,
-            "SIG{name}: {stopped_at}"
-        );
+        assert!((3..STEPS).contains(&stopped_at), "SIG{name}: {stopped_at}");
         // The checkpoint of the step it stopped at is there and complete.
         let last = list_checkpoints(&run).unwrap().pop().unwrap();
         assert_eq!(last.0, stopped_at, "SIG{name}");

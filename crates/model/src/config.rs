@@ -182,6 +182,8 @@ fn parse_rope_scaling(origin: &str, v: &Value) -> Result<Option<RopeScaling>> {
     }
 }
 
+/// (config keys, the type expected, the check of a value).
+type TypeCheck<'a> = (&'a [&'a str], &'a str, &'a dyn Fn(&Value) -> bool);
 /// Check the JSON types of the fields this crate reads, so that a wrong type is reported with
 /// its field name (serde's `from_value` error does not say which field).
 fn check_field_types(origin: &str, value: &Value) -> Result<()> {
@@ -195,7 +197,7 @@ fn check_field_types(origin: &str, value: &Value) -> Result<()> {
                     .all(|x| x.as_u64().is_some_and(|x| x <= u32::MAX as u64))
             })
     };
-    let checks: [(&[&str], &str, &dyn Fn(&Value) -> bool); 5] = [
+    let checks: [TypeCheck; 5] = [
         (
             &[
                 "hidden_size",

@@ -45,7 +45,8 @@ impl Rope {
                     } else {
                         fr
                     };
-                    let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                    // transformers: ~(wavelen < high) * ~(wavelen > low); wavelen is finite
+                    let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
                     let out = if medium {
                         let smooth = (old / wavelen - low) / (high - low);
                         (1.0 - smooth) * scaled / factor + smooth * scaled

@@ -142,10 +142,10 @@ fn fused_adapter_dropout_matches_autograd() {
     for case in ["lora_tied_gqa", "dora_tied_gqa"] {
         let (model, rb, _) = adapter_model(case, 0.3, DType::F32);
         let (ids, mask, labels) = (ids(&rb), &rb["attention_mask"], &rb["labels"]);
-        let (_, fused) = fused_grads(&model, &ids, mask, &labels, 11);
-        let auto = autograd_grads(&model, &ids, mask, &labels, 11);
+        let (_, fused) = fused_grads(&model, &ids, mask, labels, 11);
+        let auto = autograd_grads(&model, &ids, mask, labels, 11);
         check_grads(case, &model, &fused, |n| auto[n].clone(), TOL);
-        let (_, other) = fused_grads(&model, &ids, mask, &labels, 12);
+        let (_, other) = fused_grads(&model, &ids, mask, labels, 12);
         let name = "model.layers.0.self_attn.q_proj.lora_A.weight";
         assert!(
             rel_err(&other[name], &fused[name]) > 1e-3,

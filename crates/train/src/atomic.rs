@@ -61,8 +61,16 @@ mod tests {
     fn replaces_and_fails_without_touching_the_old_folder() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("export");
-        write_dir_atomic(&dir, |d| Ok(fs::write(d.join("a"), "1").unwrap())).unwrap();
-        write_dir_atomic(&dir, |d| Ok(fs::write(d.join("a"), "2").unwrap())).unwrap();
+        write_dir_atomic(&dir, |d| {
+            fs::write(d.join("a"), "1").unwrap();
+            Ok(())
+        })
+        .unwrap();
+        write_dir_atomic(&dir, |d| {
+            fs::write(d.join("a"), "2").unwrap();
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(fs::read_to_string(dir.join("a")).unwrap(), "2");
         // A failing writer leaves the previous folder as it was.
         let err = write_dir_atomic(&dir, |d| {
