@@ -1,5 +1,5 @@
-"""Shared helpers of the PyTorch references (P1, P2): LLaMA-2-7B shapes, synchronised timing,
-synthetic gradients with the same spectrum as crosslore-bench (crates/bench/src/synth.rs)."""
+"""Shared helpers of the PyTorch references (P1, P2, P3): LLaMA-2-7B shapes, synchronised timing,
+GaLore's steady-step projectors, synthetic gradients with the same spectrum as crosslore-bench (crates/bench/src/synth.rs)."""
 import importlib.util
 import os
 import statistics
@@ -47,6 +47,20 @@ DEVICE = os.environ.get("REF_DEVICE", "cuda")
 _S = int(os.environ.get("REF_SHRINK", "1"))
 HIDDEN, FFN, VOCAB, RANK = 4096 // _S, 11008 // _S, 32000 // _S, max(1, 128 // _S)
 LAYERS = int(os.environ.get("REF_LAYERS", "32"))
+
+
+def install_projector(opt, p, GaLoreProjector, rank=RANK):
+    """Random orthonormal projector of galore-torch's shape/dtype in opt's state of p, step 1 (so no
+    refresh before step 200)."""
+    m, n = p.shape
+    pr = GaLoreProjector(rank, update_proj_gap=200, scale=0.25, proj_type="std")
+    if m >= n:  # right: ortho_matrix = Vh[:r], [r, n]
+        pr.ortho_matrix = torch.linalg.qr(torch.randn(n, rank, device=p.device))[0].T.contiguous().to(p.dtype)
+    else:  # left: U[:, :r], [m, r]
+        pr.ortho_matrix = torch.linalg.qr(torch.randn(m, rank, device=p.device))[0].contiguous().to(p.dtype)
+    st = opt.state[p]
+    st["step"] = 1
+    st["projector"] = pr
 
 
 def targets(layers=LAYERS, hidden=HIDDEN, ffn=FFN):

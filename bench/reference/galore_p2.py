@@ -14,7 +14,8 @@ import json
 
 import torch
 
-from common import DEVICE, RANK, device_name, copy_bandwidth, import_galore, matmul_rate, median_time, other_params, targets
+from common import (DEVICE, RANK, copy_bandwidth, device_name, import_galore, install_projector, matmul_rate, median_time,
+                    other_params, targets)
 
 GaLoreAdamW, GaLoreProjector, GALORE_IMPORT = import_galore()
 
@@ -35,15 +36,7 @@ def install_projectors(opt, params):
     for _, p, proj in params:
         if not proj:
             continue
-        m, n = p.shape
-        pr = GaLoreProjector(RANK, update_proj_gap=200, scale=0.25, proj_type="std")
-        if m >= n:  # right: ortho_matrix = Vh[:r], [r, n]
-            pr.ortho_matrix = torch.linalg.qr(torch.randn(n, RANK, device=DEVICE))[0].T.contiguous().to(p.dtype)
-        else:  # left: U[:, :r], [m, r]
-            pr.ortho_matrix = torch.linalg.qr(torch.randn(m, RANK, device=DEVICE))[0].contiguous().to(p.dtype)
-        st = opt.state[p]
-        st["step"] = 1
-        st["projector"] = pr
+        install_projector(opt, p, GaLoreProjector)
 
 
 def main():

@@ -31,7 +31,8 @@ import time
 
 import torch
 
-from common import DEVICE, FFN, HIDDEN, LAYERS, RANK, VOCAB, device_name, import_galore, matmul_rate, sync
+from common import (DEVICE, FFN, HIDDEN, LAYERS, RANK, VOCAB, device_name, import_galore, install_projector, matmul_rate,
+                    sync)
 
 SEQ_FULL = 512
 
@@ -60,19 +61,6 @@ def is_target(name):
                ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
 
 
-def install_projector(opt, p, GaLoreProjector):
-    """Random orthonormal projector of galore-torch's shape/dtype, step 1 (no refresh before step 200)."""
-    m, n = p.shape
-    pr = GaLoreProjector(RANK, update_proj_gap=200, scale=0.25, proj_type="std")
-    if m >= n:  # right: ortho_matrix = Vh[:r], [r, n]
-        pr.ortho_matrix = torch.linalg.qr(torch.randn(n, RANK, device=DEVICE))[0].T.contiguous().to(p.dtype)
-    else:  # left: U[:, :r], [m, r]
-        pr.ortho_matrix = torch.linalg.qr(torch.randn(m, RANK, device=DEVICE))[0].contiguous().to(p.dtype)
-    st = opt.state[p]
-    st["step"] = 1
-    st["projector"] = pr
-
-
 def build(arm, seq):
     """(model, step function taking a batch)."""
     model = llama(seq)
@@ -82,16 +70,18 @@ def build(arm, seq):
                           use_dora=(arm == "dora"), task_type="CAUSAL_LM")
         model = get_peft_model(model, lcfg)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if arm in ("adamw", "lora", "dora"):
-        opt = torch.optim.AdamW([p for _, p in params], lr=1e-5)
 
+    def stepper(opt):
         def step(ids):
             loss = model(input_ids=ids, labels=ids).loss
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
             return loss
-        return model, step
+        return step
+
+    if arm in ("adamw", "lora", "dora"):
+        return model, stepper(torch.optim.AdamW([p for _, p in params], lr=1e-5))
     GaLoreAdamW, GaLoreProjector, _ = import_galore()
     gal = [p for n, p in params if is_target(n)]
     rest = [p for n, p in params if not is_target(n)]
@@ -101,14 +91,7 @@ def build(arm, seq):
         opt = GaLoreAdamW([{"params": rest}, {"params": gal, **gkw}], lr=1e-5)
         for p in gal:
             install_projector(opt, p, GaLoreProjector)
-
-        def step(ids):
-            loss = model(input_ids=ids, labels=ids).loss
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            return loss
-        return model, step
+        return model, stepper(opt)
     assert arm == "galore-layerwise", arm
     # galore-torch README: one optimizer per parameter, stepped as soon as its gradient exists.
     opts = {}
