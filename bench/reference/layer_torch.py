@@ -2,9 +2,9 @@
 bf16, batch 4 x sequence 512, forward and forward + backward; the counterpart of
 `crosslore-bench layer` (the whole layer) and `crosslore-bench fused-ops` (the operations).
 
-Per op (the same shapes as crates/bench/src/check_fused.rs): RMSNorm [2048, 4096] (transformers'
-LlamaRMSNorm), RoPE on q [4, 32, 512, 128] (apply_rotary_pos_emb), SwiGLU silu(g) * u
-[2048, 11008], the attention core (plain: matmul, f32 softmax with the causal mask, matmul; and
+Per op (RMSNorm, RoPE and SwiGLU at the shapes crates/bench/src/check_fused.rs times): RMSNorm
+[2048, 4096] (transformers' LlamaRMSNorm), RoPE on q [4, 32, 512, 128] (apply_rotary_pos_emb),
+SwiGLU silu(g) * u [2048, 11008]; and the attention core (plain: matmul, f32 softmax with the causal mask, matmul; and
 SDPA causal), the head (lm_head 32000 + cross-entropy), one linear (q_proj). Layer:
 transformers LlamaDecoderLayer with eager and sdpa attention. Median of REPS after WARMUP,
 synchronised CUDA events. FLOPs counted as crates/bench/src/layer.rs counts them.
@@ -55,7 +55,7 @@ def fwd_bwd(make_inputs, f):
     g = torch.randn_like(out)
 
     def fb():
-        ys = [x.detach().requires_grad_(x.requires_grad) for x in xs]
+        ys = [x.detach().requires_grad_() for x in xs]
         f(*ys).backward(g)
 
     with torch.no_grad():
@@ -63,8 +63,8 @@ def fwd_bwd(make_inputs, f):
     return tf, timed(fb)
 
 
-def rnd(*shape, grad=True, scale=1.0):
-    return (torch.randn(*shape, device=DEVICE) * scale).to(DT).requires_grad_(grad)
+def rnd(*shape):
+    return torch.randn(*shape, device=DEVICE).to(DT).requires_grad_()
 
 
 def main():
@@ -123,10 +123,10 @@ def main():
         cfg._attn_implementation = impl
         layer = ml.LlamaDecoderLayer(cfg, 0).to(DEVICE, DT)
         am = mask if impl == "eager" else None
-        f = lambda x: layer(x, attention_mask=am, position_ids=pos, position_embeddings=(cos, sin))
+
         def call(x):
-            y = f(x)
-            return y[0] if isinstance(y, tuple) else y
+            y = layer(x, attention_mask=am, position_ids=pos, position_embeddings=(cos, sin))
+            return y[0] if isinstance(y, tuple) else y  # a tuple in older transformers
         tf, tfb = fwd_bwd(lambda: [rnd(B, SEQ, HID)], call)
         res["layer"][impl] = {"fwd_ms": tf * 1e3, "fwd_bwd_ms": tfb * 1e3, "fwd_bwd_tflops": flops / tfb / 1e12}
         del layer

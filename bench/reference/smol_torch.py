@@ -8,18 +8,12 @@ autograd arms). Median of --steps synchronised steps after --warmup; tokens/s.
 REF_DEVICE=cpu gives a CPU smoke run (use small --batch/--seq/--steps)."""
 import argparse
 import json
-import os
 import statistics
 import time
 
 import torch
 
-DEVICE = os.environ.get("REF_DEVICE", "cuda")
-
-
-def sync():
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
+from common import DEVICE, sync
 
 
 def model():
@@ -58,7 +52,7 @@ def run(arm, batch, seq, warmup, steps):
     s = statistics.median(ts)
     peak = torch.cuda.max_memory_allocated() / 2**30 if DEVICE == "cuda" else None
     return {"arm": arm, "step_s": s, "tokens_per_s": batch * seq / s, "samples_s": ts, "peak_gib": peak,
-            "loss": float(loss)}
+            "loss": loss.item()}
 
 
 def main():
@@ -76,7 +70,8 @@ def main():
         res["arms"].append(r)
         print(f"| torch {arm} SmolLM2 shape, bf16, {a.batch} x {a.seq} | {r['step_s']*1e3:.1f} ms | "
               f"{r['tokens_per_s']:.0f} tok/s | peak {r['peak_gib']} GiB |", flush=True)
-        torch.cuda.empty_cache() if DEVICE == "cuda" else None
+        if DEVICE == "cuda":
+            torch.cuda.empty_cache()
     if a.out:
         with open(a.out, "w") as fh:
             json.dump(res, fh, indent=1)
