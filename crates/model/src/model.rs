@@ -307,7 +307,6 @@ impl Llama {
         v
     }
 
-    /// Every trainable `Var` once, by HF name, in transformers' `named_parameters` order.
     /// The same model with every weight frozen, sharing storage (no copy). For inference through
     /// a model being trained (evaluation, generation): ops on `Var`s record a graph, and a whole
     /// forward's activations would stay alive until its output is dropped (a 50 x 190-token
@@ -335,6 +334,7 @@ impl Llama {
         m
     }
 
+    /// Every trainable `Var` once, by HF name, in transformers' `named_parameters` order.
     pub fn params(&self) -> Vec<(String, Var)> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
