@@ -29,8 +29,9 @@ impl Llama {
         }
     }
 
-    /// Write `adapter_model.safetensors` (f32) and `adapter_config.json` into `dir`.
-    pub fn save_adapter(&self, dir: &Path) -> Result<()> {
+    /// Write `adapter_model.safetensors` (f32) and `adapter_config.json` into `dir`;
+    /// `base_model` fills the config's `base_model_name_or_path` (`null` when `None`).
+    pub fn save_adapter(&self, dir: &Path, base_model: Option<&str>) -> Result<()> {
         let cfg = self
             .adapter_config()
             .ok_or_else(|| ModelError::Adapter("this model has no adapters to save".into()))?;
@@ -63,7 +64,7 @@ impl Llama {
             "init_lora_weights": true,
             "inference_mode": true,
             "modules_to_save": null,
-            "base_model_name_or_path": null,
+            "base_model_name_or_path": base_model,
         });
         let text = serde_json::to_string_pretty(&json).map_err(|e| ModelError::Json {
             origin: dir.join("adapter_config.json").display().to_string(),

@@ -308,7 +308,7 @@ fn merged_adapter_export_and_peft_adapter_files() {
         assert_close(&format!("{kind:?} merged export"), &got, &want, 1e-5);
 
         // peft-style adapter files: names as peft writes them, and a reload restores the output
-        m.save_adapter(&tmp.path().join("adapter")).unwrap();
+        m.save_adapter(&tmp.path().join("adapter"), None).unwrap();
         let fixture_case = if kind == AdapterKind::Dora {
             "dora_tied_gqa"
         } else {

@@ -6,10 +6,8 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use crosslore_model::export::{save_safetensors_atomic, write_atomic};
-use crosslore_model::{AdapterKind, Llama, TargetModules};
-use serde_json::json;
+use candle_core::DType;
+use crosslore_model::Llama;
 use tokenizers::Tokenizer;
 
 use crate::atomic::write_dir_atomic;
@@ -33,56 +31,16 @@ pub fn export_hf(
 }
 
 /// peft key prefix of a `PeftModelForCausalLM`.
-pub const PEFT_PREFIX: &str = "base_model.model.";
+pub use crosslore_model::adapter_io::PEFT_PREFIX;
 
-/// Writes the adapters alone, peft-style. Errors if the model has no adapters.
+/// Writes the adapters alone, peft-style ([`Llama::save_adapter`]), atomically
+/// ([`write_dir_atomic`]). Errors if the model has no adapters.
 pub fn export_adapters(model: &Llama, dir: &Path, base_model: &str) -> Result<()> {
-    let cfg = model.adapter_config().ok_or(TrainError::Invalid {
-        what: "adapter export",
-        msg: "the model has no adapters (method is not lora/dora)".into(),
-    })?;
-    write_dir_atomic(dir, |tmp| {
-        let tensors = model
-            .params()
-            .into_iter()
-            .map(|(name, v)| {
-                let t: Tensor = v
-                    .as_tensor()
-                    .detach()
-                    .to_device(&Device::Cpu)?
-                    .contiguous()?;
-                Ok((format!("{PEFT_PREFIX}{name}"), t))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        save_safetensors_atomic(&tmp.join("adapter_model.safetensors"), &tensors)?;
-        let targets: Vec<&str> = match &cfg.targets {
-            TargetModules::AllLinear => crosslore_model::lora::Proj::ALL
-                .iter()
-                .map(|p| p.hf_name())
-                .collect(),
-            TargetModules::Only(v) => v.iter().map(|p| p.hf_name()).collect(),
-        };
-        let value = json!({
-            "peft_type": "LORA",
-            "task_type": "CAUSAL_LM",
-            "base_model_name_or_path": base_model,
-            "r": cfg.rank,
-            "lora_alpha": cfg.alpha,
-            "lora_dropout": cfg.dropout,
-            "target_modules": targets,
-            "use_dora": cfg.kind == AdapterKind::Dora,
-            "use_rslora": false,
-            "bias": "none",
-            "fan_in_fan_out": false,
-            "init_lora_weights": true,
-            "inference_mode": true,
-            "modules_to_save": null,
+    if model.adapter_config().is_none() {
+        return Err(TrainError::Invalid {
+            what: "adapter export",
+            msg: "the model has no adapters (method is not lora/dora)".into(),
         });
-        let text = serde_json::to_string_pretty(&value).map_err(|e| TrainError::Invalid {
-            what: "adapter_config.json",
-            msg: e.to_string(),
-        })?;
-        write_atomic(&tmp.join("adapter_config.json"), text.as_bytes())?;
-        Ok(())
-    })
+    }
+    write_dir_atomic(dir, |tmp| Ok(model.save_adapter(tmp, Some(base_model))?))
 }

@@ -123,6 +123,8 @@ fn finetune_writes_the_run_folder_and_resumes() {
             assert_eq!(c["peft_type"], "LORA");
             assert_eq!(c["r"], 4);
             assert_eq!(c["use_dora"], false);
+            let base = c["base_model_name_or_path"].as_str().unwrap_or_default();
+            assert!(base.ends_with("tiny"), "{base}");
         } else {
             assert!(s.adapter_dir.is_none());
         }
