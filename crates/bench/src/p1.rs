@@ -199,11 +199,7 @@ pub fn run(dev: &Device, opt: &P1Options) -> Result<P1Report> {
     let host_gaussian_s = {
         let t0 = std::time::Instant::now();
         for (i, t) in ts.iter().enumerate() {
-            let ns = match t.side() {
-                Side::Right => t.cols,
-                Side::Left => t.rows,
-            };
-            let k = (r + opt.oversample).min(t.rows).min(t.cols);
+            let (ns, k) = omega_dims(t, r, opt.oversample);
             let v = Rng::derive(opt.seed, i as u64).normal_vec(ns * k);
             std::hint::black_box(v);
         }
@@ -233,18 +229,11 @@ pub fn run(dev: &Device, opt: &P1Options) -> Result<P1Report> {
         )?)
     };
     let cross = |i: usize, t: &Target| -> Result<Tensor> {
-        let mut rng = Rng::derive(seed, i as u64);
         if t.is_qk() {
+            let mut rng = Rng::derive(seed, i as u64);
             Ok(cross_head_projector(&grads_ref[i], &layout, r, &cfg_q2, &mut rng, None)?.0)
         } else {
-            Ok(rsi_subspace(
-                &grads_ref[i],
-                r,
-                t.side(),
-                &cfg_q2,
-                &mut rng,
-                None,
-            )?)
+            cold(i, t)
         }
     };
     // Batched passes: (matrix indices, whether q/k use cross-head).
@@ -262,11 +251,10 @@ pub fn run(dev: &Device, opt: &P1Options) -> Result<P1Report> {
             .iter()
             .map(|&i| Rng::derive(seed, i as u64))
             .collect();
-        let mut out: Vec<Option<Tensor>> = vec![None; idx.len()];
-        let ps = rsi_many(&jobs, &cfg_q2, &mut rngs)?;
-        let mut ps = ps.into_iter();
-        for (slot, &i) in idx.iter().enumerate() {
-            out[slot] = Some(if cross_qk && ts[i].is_qk() {
+        let mut ps = rsi_many(&jobs, &cfg_q2, &mut rngs)?.into_iter();
+        let mut out = Vec::with_capacity(idx.len());
+        for &i in idx {
+            out.push(if cross_qk && ts[i].is_qk() {
                 cross(i, &ts[i])?
             } else {
                 ps.next()
@@ -276,7 +264,7 @@ pub fn run(dev: &Device, opt: &P1Options) -> Result<P1Report> {
                     })?
             });
         }
-        Ok(out.into_iter().flatten().collect())
+        Ok(out)
     };
     let all: Vec<usize> = (0..ts.len()).collect();
     let randomized: Vec<(&str, PassFn)> = vec![
@@ -400,7 +388,7 @@ fn summarize(
         let is_cross = cross_qk && t.is_qk();
         let side = if is_cross { Side::Right } else { t.side() };
         res.push(subspace_residual(&grads[i], &last[i], side)? as f64);
-        let k = (r + opt.oversample).min(t.rows).min(t.cols);
+        let (_, k) = omega_dims(t, r, opt.oversample);
         flops += if name == "rsi_warm_q1" {
             rsi_flops(t.rows, t.cols, k, r, 1, side)
         } else if is_cross {
@@ -425,6 +413,16 @@ fn summarize(
         flop_floor_s: flops / rates.f32_thin_flops,
         per_shape_s: per_shape,
     })
+}
+
+/// `(rows, cols)` of the Gaussian test matrix `Omega` of a cold RSI pass on `t`: the projected
+/// side's length by `k = r + oversample` (capped by the matrix).
+fn omega_dims(t: &Target, r: usize, oversample: usize) -> (usize, usize) {
+    let ns = match t.side() {
+        Side::Right => t.cols,
+        Side::Left => t.rows,
+    };
+    (ns, (r + oversample).min(t.rows).min(t.cols))
 }
 
 /// One matrix of the legacy host-Omega probe: seconds of each step, each ended by a device
@@ -489,11 +487,7 @@ fn legacy_probe(
 ) -> Result<Vec<LegacyProbe>> {
     let mut out = Vec::new();
     for (i, t) in ts.iter().enumerate().take(7) {
-        let ns = match t.side() {
-            Side::Right => t.cols,
-            Side::Left => t.rows,
-        };
-        let k = (r + cfg.oversample).min(t.rows).min(t.cols);
+        let (ns, k) = omega_dims(t, r, cfg.oversample);
         let t0 = thread_times();
         let (draw_s, v) = time_once(dev, &mut || {
             Ok(Rng::derive(seed, i as u64).normal_vec(ns * k))
