@@ -39,14 +39,7 @@ pub fn run(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()> {
         .flatten_all()?
         .to_vec1::<f32>()?;
     let c = counter_normal_vec(key, rows * cols);
-    let (mut mx, mut worst) = (0f64, 0f64);
-    for (x, y) in d.iter().zip(&c) {
-        let diff = (x - y).abs() as f64;
-        mx = mx.max(diff);
-        if *y != 0.0 {
-            worst = worst.max(diff / y.abs() as f64);
-        }
-    }
+    let (mx, worst) = max_rel_diff(&c, &d);
     rep.push(
         "counter_normal [1000,137]: max |dev - cpu| / |cpu|",
         mx,
@@ -89,14 +82,7 @@ pub fn run(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()> {
     };
     let (wc, wd) = (run_adamw(&Device::Cpu)?, run_adamw(dev)?);
     let (c, d) = (host_f32(&wc)?, host_f32(&wd)?);
-    let (mut mx, mut worst) = (0f64, 0f64);
-    for (x, y) in d.iter().zip(&c) {
-        let diff = (x - y).abs() as f64;
-        mx = mx.max(diff);
-        if *y != 0.0 {
-            worst = worst.max(diff / y.abs() as f64);
-        }
-    }
+    let (mx, worst) = max_rel_diff(&c, &d);
     rep.push(
         "AdamW bf16 fused [192,160] 4 steps: max |W_dev - W_cpu| / |W_cpu|",
         mx,
@@ -196,6 +182,20 @@ pub fn run(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Largest absolute difference of `d` from the reference `c`, and the largest one relative to the
+/// reference entry (entries where the reference is 0 count only in the absolute one).
+fn max_rel_diff(c: &[f32], d: &[f32]) -> (f64, f64) {
+    let (mut mx, mut worst) = (0f64, 0f64);
+    for (x, y) in d.iter().zip(c) {
+        let diff = (x - y).abs() as f64;
+        mx = mx.max(diff);
+        if *y != 0.0 {
+            worst = worst.max(diff / y.abs() as f64);
+        }
+    }
+    (mx, worst)
 }
 
 fn host_f32(t: &Tensor) -> Result<Vec<f32>> {
