@@ -428,44 +428,30 @@ fn optimizer_checks(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()
             })
         }),
     ];
-    for (label, make) in &makers {
-        let mut oc = make()?;
-        let mut od = make()?;
-        let wc = steps(oc.as_mut(), &w0, &grads, &Device::Cpu)?;
-        let wd = steps(od.as_mut(), &w0, &grads, dev)?;
-        for (((name, _), (c, d)), w) in model.iter().zip(wc.iter().zip(&wd)).zip(&w0) {
-            let upd = (c - w)?;
-            let (mx, r) = rel(d, c, Some(&upd))?;
-            rep.push(
-                &format!("{label} 4 steps {name}: |W_dev - W_cpu| / |update|"),
-                mx,
-                r,
-                1e-3,
-            );
-        }
-    }
-    // The same optimizers with bf16 gradients (f32 weights): the low-rank methods project a bf16
-    // gradient in bf16 with f32 accumulation on both devices (`Projector::project`), so the
-    // measure and tolerance are those of the f32 runs (the summation order of the bf16 products
-    // differs: cuBLAS vs the CPU gemm).
+    // The same optimizers with bf16 gradients (f32 weights) after the f32 ones: the low-rank
+    // methods project a bf16 gradient in bf16 with f32 accumulation on both devices
+    // (`Projector::project`), so the measure and tolerance are those of the f32 runs (the
+    // summation order of the bf16 products differs: cuBLAS vs the CPU gemm).
     let grads_bf: Vec<Vec<Tensor>> = grads
         .iter()
         .map(|g| g.iter().map(|t| Ok(t.to_dtype(DType::BF16)?)).collect())
         .collect::<Result<_>>()?;
-    for (label, make) in &makers {
-        let mut oc = make()?;
-        let mut od = make()?;
-        let wc = steps(oc.as_mut(), &w0, &grads_bf, &Device::Cpu)?;
-        let wd = steps(od.as_mut(), &w0, &grads_bf, dev)?;
-        for (((name, _), (c, d)), w) in model.iter().zip(wc.iter().zip(&wd)).zip(&w0) {
-            let upd = (c - w)?;
-            let (mx, r) = rel(d, c, Some(&upd))?;
-            rep.push(
-                &format!("{label} bf16 grads 4 steps {name}: |W_dev - W_cpu| / |update|"),
-                mx,
-                r,
-                1e-3,
-            );
+    for (tag, gs) in [("", &grads), ("bf16 grads ", &grads_bf)] {
+        for (label, make) in &makers {
+            let mut oc = make()?;
+            let mut od = make()?;
+            let wc = steps(oc.as_mut(), &w0, gs, &Device::Cpu)?;
+            let wd = steps(od.as_mut(), &w0, gs, dev)?;
+            for (((name, _), (c, d)), w) in model.iter().zip(wc.iter().zip(&wd)).zip(&w0) {
+                let upd = (c - w)?;
+                let (mx, r) = rel(d, c, Some(&upd))?;
+                rep.push(
+                    &format!("{label} {tag}4 steps {name}: |W_dev - W_cpu| / |update|"),
+                    mx,
+                    r,
+                    1e-3,
+                );
+            }
         }
     }
     // INFO (not a check; CPU only): how much GaLore with bf16 gradients amplifies a projector
