@@ -98,7 +98,8 @@ pub struct ModelCheckReport {
     pub sensitivity: Vec<ModelCheck>,
 }
 
-fn compare(name: String, got: &Tensor, want: &Tensor, tol: f32) -> Result<ModelCheck> {
+/// `got` against `want` (any devices and dtypes, same shape): [`ModelCheck`]'s measures.
+pub(crate) fn compare(name: String, got: &Tensor, want: &Tensor, tol: f32) -> Result<ModelCheck> {
     if got.dims() != want.dims() {
         return Err(BenchError::Config(format!(
             "{name}: shape {:?} on the device vs {:?} on the CPU",
@@ -389,23 +390,16 @@ pub fn run(dev: &Device, fixtures: &Path, seed: u64) -> Result<ModelCheckReport>
             );
             sensitivity.push(k);
         }
-        let trained = wc
-            .iter()
-            .zip(&wd)
-            .map(|((nc, c), (_, d))| compare(format!("{method:?} {nc}"), d, c, TOL_TRAIN))
-            .collect::<Result<Vec<_>>>()?;
-        let label = format!("train {method:?} 3 steps ({} tensors)", wc.len());
-        if let Some(w) = worst_of(trained, &label, wc.len() == wd.len()) {
-            push(w);
-        }
-        let fused = wc
-            .iter()
-            .zip(&wf)
-            .map(|((nc, c), (_, f))| compare(format!("{method:?} {nc}"), f, c, TOL_TRAIN))
-            .collect::<Result<Vec<_>>>()?;
-        let label = format!("train fused {method:?} 3 steps ({} tensors)", wc.len());
-        if let Some(w) = worst_of(fused, &label, wc.len() == wf.len()) {
-            push(w);
+        for (kind, w) in [("", &wd), ("fused ", &wf)] {
+            let checks = wc
+                .iter()
+                .zip(w)
+                .map(|((nc, c), (_, x))| compare(format!("{method:?} {nc}"), x, c, TOL_TRAIN))
+                .collect::<Result<Vec<_>>>()?;
+            let label = format!("train {kind}{method:?} 3 steps ({} tensors)", wc.len());
+            if let Some(k) = worst_of(checks, &label, wc.len() == w.len()) {
+                push(k);
+            }
         }
     }
     Ok(ModelCheckReport {

@@ -21,11 +21,10 @@
 //! Floors per step: bytes = the minimum traffic of the update (read weight, gradient and state,
 //! write weight and state; see [`bytes_and_flops`]) / measured copy bandwidth; FLOPs = the two
 //! projection products `2 * 2 m n r` per projected matrix / measured bf16 square-matmul rate (a
-//! lower bound: thin products run below it; the
-//! gradients are bf16, and the optimizer projects a bf16 gradient and forms a bf16 weight's update
-//! in bf16 with f32 accumulation, `crosslore_optim::Projector::project`; until 2026-11-28 20:35 the
-//! products ran in f32 and this floor used the f32 thin-matmul rate). The floor is the larger of
-//! the two.
+//! lower bound: thin products run below it; the gradients are bf16, and the optimizer projects a
+//! bf16 gradient and forms a bf16 weight's update in bf16 with f32 accumulation,
+//! `crosslore_optim::Projector::project`; until 2026-11-28 20:35 the products ran in f32 and this
+//! floor used the f32 thin-matmul rate). The floor is the larger of the two.
 use candle_core::{DType, Device, Tensor, Var};
 use crosslore_optim::crosslore::{CrossHeadConfig, ModelHeads};
 use crosslore_optim::residual::{index_len, ResidualConfig};
@@ -198,23 +197,9 @@ fn batched_vs_loop(d: &ModelDims, params: &[(String, Var, Tensor)], n: usize) ->
         b.step_params(&items)?;
     }
     let mut worst: f64 = 0.0;
-    for ((_, wa, _), (_, wb, _)) in pa.iter().zip(&pb) {
-        let (x, y) = (
-            wa.as_tensor().to_dtype(DType::F32)?,
-            wb.as_tensor().to_dtype(DType::F32)?,
-        );
-        let diff = (&x - &y)?
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()? as f64;
-        let scale = x
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()?
-            .max(f32::MIN_POSITIVE) as f64;
-        worst = worst.max(diff / scale);
+    for ((name, wa, _), (_, wb, _)) in pa.iter().zip(&pb) {
+        let k = crate::model_check::compare(name.clone(), wb.as_tensor(), wa.as_tensor(), 0.0)?;
+        worst = worst.max(k.rel as f64);
     }
     Ok(worst)
 }
@@ -301,7 +286,6 @@ pub fn run(dev: &Device, opt: &P2Options) -> Result<P2Report> {
         let bytes_floor_s = bytes / rates.copy_bytes_per_s;
         let flop_floor_s = flops / rates.bf16_square_flops;
         let state_bytes = o.state_bytes().total;
-        eprintln!("p2: {}: {:.4} s/step", method.name(), med);
         methods.push(MethodResult {
             method,
             step_s: med,
