@@ -17,7 +17,7 @@
 //! the gap (200) where reported.
 //!
 //! Time: median of `steps` synchronised steps after `warmup` steps (the first refreshes the
-//! projectors and selects the residual index). Throughput: `batch * seq / step`; MFU:
+//! projectors, the second selects the residual index). Throughput: `batch * seq / step`; MFU:
 //! `6 * N * tokens / time / peak`, N = the base model's parameter count (also for LoRA/DoRA,
 //! whose frozen weights need no weight gradient: their true FLOPs are ~4 N per token), peak = the
 //! bf16 matmul rate measured in the same run.
@@ -85,12 +85,12 @@ const fn fused(a: Arm, label: &'static str, fallback: Option<&'static str>) -> A
 /// Every arm, in the default order (the memory-hungry AdamW last).
 pub const ARMS: &[Arm] = &[
     Arm {
-        residual_ratio: 0.012,
-        ..arm("crosslore-layerwise", Method::Crosslore, true)
+        label: "crosslore-layerwise",
+        ..CL_LW
     },
     Arm {
-        residual_ratio: 0.012,
-        ..arm("crosslore", Method::Crosslore, false)
+        label: "crosslore",
+        ..CL
     },
     arm("galore-steady", Method::Crosslore, false),
     arm("lora", Method::Lora, false),
@@ -132,6 +132,7 @@ pub const ARMS: &[Arm] = &[
     fused(arm("", Method::Adamw, true), "adamw-layerwise-fused", None),
 ];
 
+/// CrossLore with the residual (1.2 %), layerwise and whole-model; labelled where used.
 const CL_LW: Arm = Arm {
     residual_ratio: 0.012,
     ..arm("", Method::Crosslore, true)
@@ -198,6 +199,27 @@ pub struct P3Result {
     pub last_loss: f64,
     /// The error of a failed arm (then the figures above are NaN / empty).
     pub error: Option<String>,
+}
+
+impl P3Result {
+    /// The arm's description with no figures (NaN / empty / `None`).
+    fn empty(arm: &Arm) -> Self {
+        P3Result {
+            arm: arm.label.to_string(),
+            method: format!("{:?}", arm.method).to_lowercase(),
+            layerwise: arm.layerwise,
+            recompute: arm.recompute,
+            samples_s: Vec::new(),
+            step_s: f64::NAN,
+            tokens_per_s: f64::NAN,
+            mfu: f64::NAN,
+            peak_used_gib: None,
+            peak_reserved_gib: None,
+            first_step_s: f64::NAN,
+            last_loss: f64::NAN,
+            error: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -457,10 +479,6 @@ fn run_arm(
     let step_s = median(&samples);
     let tokens = (opt.batch * opt.seq) as f64;
     Ok(P3Result {
-        arm: arm.label.to_string(),
-        method: format!("{:?}", arm.method).to_lowercase(),
-        layerwise: arm.layerwise,
-        recompute: arm.recompute,
         samples_s: samples,
         step_s,
         tokens_per_s: tokens / step_s,
@@ -469,7 +487,7 @@ fn run_arm(
         peak_reserved_gib,
         first_step_s,
         last_loss,
-        error: None,
+        ..P3Result::empty(arm)
     })
 }
 
@@ -509,19 +527,8 @@ pub fn run(dev: &Device, opt: &P3Options) -> Result<P3Report> {
                     queue.push_front(find_arm(f)?);
                 }
                 P3Result {
-                    arm: arm.label.to_string(),
-                    method: format!("{:?}", arm.method).to_lowercase(),
-                    layerwise: arm.layerwise,
-                    recompute: arm.recompute,
-                    samples_s: Vec::new(),
-                    step_s: f64::NAN,
-                    tokens_per_s: f64::NAN,
-                    mfu: f64::NAN,
-                    peak_used_gib: None,
-                    peak_reserved_gib: None,
-                    first_step_s: f64::NAN,
-                    last_loss: f64::NAN,
                     error: Some(format!("{e}")),
+                    ..P3Result::empty(&arm)
                 }
             }
         };
