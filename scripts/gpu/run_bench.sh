@@ -4,8 +4,9 @@
 #   .devbin/crosslore-bench.xz  (built here by scripts/gpu/build_bench.sh)
 #   .whl/                       (galore-torch 1.0, bitsandbytes 0.50.2, tensorly 0.10.0 wheels)
 # carried, e.g. run(command="bash scripts/gpu/run_bench.sh", carry=[".devbin", ".whl"]).
-# Writes $OUT/bench_log.txt (everything printed) and one JSON per step; never more than 8 files.
-# Each step may fail on its own; the others still run. Steps: $STEPS (default: all). $BIN_XZ: the
+# Writes $OUT/bench_log.txt (everything printed) and one JSON per step (the default steps: 7 files).
+# Each step may fail on its own; the others still run. Steps: $STEPS (default: check htod p1 p1torch
+# p2 p2tf32 p2torch; also p3 p3torch layer layertorch smoltorch). $BIN_XZ: the
 # packed binary (default .devbin/crosslore-bench.xz); $WHL_DIR: the wheels (default .whl; galore-torch
 # alone works: bench/reference/common.py then loads its modules without bitsandbytes);
 # $STEP_TIMEOUT: seconds per step (default 600).
