@@ -62,6 +62,37 @@ pub fn rsi_subspace(
     warm: Option<&Tensor>,
 ) -> Result<Tensor> {
     let op = "rsi_subspace";
+    let p = prepare(op, a, rank, side, cfg, warm)?;
+    #[cfg(feature = "cuda")]
+    if p.a.device().is_cuda() {
+        let saved = rng.clone();
+        let fetched = start_device(&p, side, cfg, rank, rng)?.fetch()?;
+        if let Some(w) = fetched.small_svd()? {
+            return fetched.finish(&w);
+        }
+        // A device check failed: the host path below, on the same draw.
+        *rng = saved;
+    }
+    rsi_host(op, &p, rank, side, cfg, rng)
+}
+
+/// The checked inputs of one RSI: `a` as f32, the sketch width `k`, the warm start as f32 on
+/// `a`'s device.
+struct Prepared {
+    a: Tensor,
+    k: usize,
+    warm: Option<Tensor>,
+}
+
+/// Validates the inputs of [`rsi_subspace`] (errors listed there).
+fn prepare(
+    op: &'static str,
+    a: &Tensor,
+    rank: usize,
+    side: Side,
+    cfg: &RsiConfig,
+    warm: Option<&Tensor>,
+) -> Result<Prepared> {
     let a = validate::matrix_f32(op, a)?;
     let (m, n) = a.dims2()?;
     validate::rank(op, rank, m, n)?;
@@ -72,51 +103,48 @@ pub fn rsi_subspace(
         Side::Left => m,
     };
     let warm = checked_warm(op, warm, side_dim, k, a.device())?;
-    let warm = warm.as_ref();
+    Ok(Prepared { a, k, warm })
+}
+
+/// The host-factorization path of [`rsi_subspace`] (any device; on CUDA the fallback of the
+/// device path).
+fn rsi_host(
+    op: &'static str,
+    p: &Prepared,
+    rank: usize,
+    side: Side,
+    cfg: &RsiConfig,
+    rng: &mut Rng,
+) -> Result<Tensor> {
     let saved = rng.clone();
-    #[cfg(feature = "cuda")]
-    if a.device().is_cuda() {
-        let pending = start_device(op, &a, side, k, cfg, rank, rng, warm)?;
-        let fetched = pending.fetch()?;
-        if let Some(w) = fetched.small_svd()? {
-            return fetched.finish(&w);
-        }
-        // A device check failed: the host path below, on the same draw.
-        *rng = saved.clone();
-    }
-    match rsi_core(op, &a, rank, side, k, cfg, rng, warm) {
-        // `a` is finite (checked above), so a NaN/Inf downstream is an f32 overflow of a product
-        // (entries near f32::MAX): redo the same draw on `a / max|a|`, which has the same subspace.
+    let warm = p.warm.as_ref();
+    match rsi_core(op, &p.a, rank, side, p.k, cfg, rng, warm) {
+        // `a` is finite (checked by `prepare`), so a NaN/Inf downstream is an f32 overflow of a
+        // product (entries near f32::MAX): redo the same draw on `a / max|a|`, which has the same
+        // subspace.
         Err(LinalgError::NonFinite { .. }) => {
             *rng = saved;
-            let scaled = (&a / max_abs(&a)?)?;
-            rsi_core(op, &scaled, rank, side, k, cfg, rng, warm)
+            let scaled = (&p.a / max_abs(&p.a)?)?;
+            rsi_core(op, &scaled, rank, side, p.k, cfg, rng, warm)
         }
         other => other,
     }
 }
 
-/// Device phase of [`rsi_subspace`] on CUDA (validated inputs; draws `Omega` from `rng`).
+/// Device phase of [`rsi_subspace`] on CUDA (checked inputs; draws `Omega` from `rng`).
 #[cfg(feature = "cuda")]
-#[allow(clippy::too_many_arguments)]
 fn start_device(
-    op: &'static str,
-    a: &Tensor,
+    p: &Prepared,
     side: Side,
-    k: usize,
     cfg: &RsiConfig,
     rank: usize,
     rng: &mut Rng,
-    warm: Option<&Tensor>,
 ) -> Result<crate::rsi_cuda::Pending> {
     let transposed = side == Side::Left;
-    let n_s = if transposed {
-        a.dims2()?.0
-    } else {
-        a.dims2()?.1
-    };
-    let omega = test_matrix(op, n_s, k, rng, warm, a.device())?;
-    crate::rsi_cuda::start(a, transposed, &omega, cfg.power_iters, rank)
+    let (m, n) = p.a.dims2()?;
+    let n_s = if transposed { m } else { n };
+    let omega = test_matrix("rsi_subspace", n_s, p.k, rng, p.warm.as_ref(), p.a.device())?;
+    crate::rsi_cuda::start(&p.a, transposed, &omega, cfg.power_iters, rank)
 }
 
 /// One matrix of [`rsi_many`]: `(a, rank, side, warm)`.
@@ -153,23 +181,8 @@ fn rsi_many_device(jobs: &[RsiJob<'_>], cfg: &RsiConfig, rngs: &mut [Rng]) -> Re
     // finiteness checks of the inputs).
     let mut pending = Vec::with_capacity(jobs.len());
     for (&(a, rank, side, warm), rng) in jobs.iter().zip(rngs.iter_mut()) {
-        let a = validate::matrix_f32(op, a)?;
-        let (m, n) = a.dims2()?;
-        validate::rank(op, rank, m, n)?;
-        validate::finite(op, &a)?;
-        let k = sketch_width(rank, cfg, m, n);
-        let side_dim = if side == Side::Right { n } else { m };
-        let warm = checked_warm(op, warm, side_dim, k, a.device())?;
-        pending.push(start_device(
-            op,
-            &a,
-            side,
-            k,
-            cfg,
-            rank,
-            rng,
-            warm.as_ref(),
-        )?);
+        let p = prepare(op, a, rank, side, cfg, warm)?;
+        pending.push(start_device(&p, side, cfg, rank, rng)?);
     }
     // Phase 2: one synchronisation per matrix (in queue order), small SVDs on host threads.
     let fetched = pending
@@ -203,38 +216,12 @@ fn rsi_many_device(jobs: &[RsiJob<'_>], cfg: &RsiConfig, rngs: &mut [Rng]) -> Re
             None => {
                 let (a, rank, side, warm) = jobs[i];
                 rngs[i] = saved[i].clone();
-                out.push(rsi_host(op, a, rank, side, cfg, &mut rngs[i], warm)?);
+                let p = prepare(op, a, rank, side, cfg, warm)?;
+                out.push(rsi_host(op, &p, rank, side, cfg, &mut rngs[i])?);
             }
         }
     }
     Ok(out)
-}
-
-/// The host-factorization path of [`rsi_subspace`] (also on CUDA tensors).
-#[cfg(feature = "cuda")]
-fn rsi_host(
-    op: &'static str,
-    a: &Tensor,
-    rank: usize,
-    side: Side,
-    cfg: &RsiConfig,
-    rng: &mut Rng,
-    warm: Option<&Tensor>,
-) -> Result<Tensor> {
-    let a = validate::matrix_f32(op, a)?;
-    let (m, n) = a.dims2()?;
-    let k = sketch_width(rank, cfg, m, n);
-    let side_dim = if side == Side::Right { n } else { m };
-    let warm = checked_warm(op, warm, side_dim, k, a.device())?;
-    let saved = rng.clone();
-    match rsi_core(op, &a, rank, side, k, cfg, rng, warm.as_ref()) {
-        Err(LinalgError::NonFinite { .. }) => {
-            *rng = saved;
-            let scaled = (&a / max_abs(&a)?)?;
-            rsi_core(op, &scaled, rank, side, k, cfg, rng, warm.as_ref())
-        }
-        other => other,
-    }
 }
 
 /// Largest `|a_ij|` (1 for a zero matrix, so that dividing by it is harmless).
