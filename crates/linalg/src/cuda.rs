@@ -13,10 +13,11 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use candle_core::cuda_backend::CudaDType;
 use candle_core::op::BackpropOp;
 use candle_core::{CudaDevice, CudaStorage, Device, Storage, Tensor};
 use cudarc::cusolver::{sys as cs, DnHandle};
-use cudarc::driver::{CudaSlice, DevicePtrMut};
+use cudarc::driver::{CudaSlice, DevicePtrMut, DeviceRepr};
 use faer::Mat;
 
 use crate::{LinalgError, Result};
@@ -83,8 +84,11 @@ pub(crate) fn cu_err(what: &str, e: impl std::fmt::Debug) -> LinalgError {
     LinalgError::Candle(candle_core::Error::Msg(format!("CUDA {what}: {e:?}")))
 }
 
-/// A device copy of the contiguous row-major buffer of `t` (f32).
-pub(crate) fn copy_to_slice(t: &Tensor, cd: &CudaDevice) -> Result<CudaSlice<f32>> {
+/// A device copy of the contiguous row-major buffer of `t` (of element type `T`: f32, f64).
+pub(crate) fn copy_to_slice<T: CudaDType + DeviceRepr>(
+    t: &Tensor,
+    cd: &CudaDevice,
+) -> Result<CudaSlice<T>> {
     let t = t.contiguous()?;
     let n = t.elem_count();
     let (st, layout) = t.storage_and_layout();
@@ -94,7 +98,7 @@ pub(crate) fn copy_to_slice(t: &Tensor, cd: &CudaDevice) -> Result<CudaSlice<f32
             msg: "tensor is not on a CUDA device".into(),
         });
     };
-    let src = s.as_cuda_slice::<f32>()?;
+    let src = s.as_cuda_slice::<T>()?;
     let off = layout.start_offset();
     cd.cuda_stream()
         .clone_dtod(&src.slice(off..off + n))
@@ -102,7 +106,11 @@ pub(crate) fn copy_to_slice(t: &Tensor, cd: &CudaDevice) -> Result<CudaSlice<f32
 }
 
 /// A device buffer as a row-major tensor of `shape` (takes ownership, no copy).
-pub(crate) fn wrap(slice: CudaSlice<f32>, cd: &CudaDevice, shape: (usize, usize)) -> Tensor {
+pub(crate) fn wrap<T: CudaDType>(
+    slice: CudaSlice<T>,
+    cd: &CudaDevice,
+    shape: (usize, usize),
+) -> Tensor {
     let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, cd.clone()));
     Tensor::from_storage(storage, shape, BackpropOp::none(), false)
 }
@@ -180,7 +188,7 @@ fn gesvd(
 ) -> Result<Factors> {
     let stream = cd.cuda_stream();
     let h = solver(cd)?;
-    let mut a = copy_to_slice(x_src, cd)?;
+    let mut a = copy_to_slice::<f32>(x_src, cd)?;
     let (mi, ni) = (to_i32(op, rows)?, to_i32(op, kk)?);
     let mut s = alloc(cd, kk)?;
     let mut u = alloc(cd, if want_u { rows * kk } else { 1 })?;
@@ -257,7 +265,7 @@ fn gesvdj(
 ) -> Result<Option<Factors>> {
     let stream = cd.cuda_stream();
     let h = solver(cd)?;
-    let mut a = copy_to_slice(x_src, cd)?;
+    let mut a = copy_to_slice::<f32>(x_src, cd)?;
     let (mi, ni) = (to_i32(op, rows)?, to_i32(op, kk)?);
     let vectors = want_u || want_v;
     let jobz = if vectors {
@@ -390,7 +398,7 @@ pub(crate) fn householder_qr(op: &'static str, y: &Tensor) -> Result<(Tensor, Ma
     let stream = cd.cuda_stream();
     let h = solver(cd)?;
     // row-major [k, m] of y^T is column-major m x k = y, lda = m
-    let mut a = copy_to_slice(&y.t()?, cd)?;
+    let mut a = copy_to_slice::<f32>(&y.t()?, cd)?;
     let mut tau = alloc(cd, k)?;
     let mut info = stream
         .alloc_zeros::<i32>(1)

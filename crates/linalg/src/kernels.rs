@@ -138,30 +138,18 @@ pub fn counter_normal(key: u64, rows: usize, cols: usize, cd: &CudaDevice) -> Re
 /// True when `t` (f32 or bf16, contiguous, on CUDA) holds a NaN or an infinity. One flag
 /// reduction plus a 4-byte copy to the host (a synchronisation).
 pub fn any_nonfinite(t: &Tensor) -> Result<bool> {
-    let op = "any_nonfinite";
-    let cd = cuda_dev(op, t)?;
-    let name = typed(op, "nonfinite", t)?;
-    let stream = cd.cuda_stream();
-    let mut flag = stream.alloc_zeros::<i32>(1).map_err(|e| err("alloc", e))?;
-    let (p, n) = (ptr(op, t, cd)?, t.elem_count() as u64);
-    {
-        let f = cd.get_or_load_custom_func(&name, MODULE, PTX)?;
-        let mut b = f.builder();
-        b.arg(&p);
-        b.arg(&n);
-        b.arg(&mut flag);
-        // SAFETY: p addresses n elements of t's dtype; flag is one i32.
-        unsafe { b.launch(grid(n)) }.map_err(|e| err(&name, e))?;
-    }
-    let h = stream.clone_dtoh(&flag).map_err(|e| err("flag copy", e))?;
-    Ok(h.first().copied().unwrap_or(0) != 0)
+    Ok(nonfinite_flags("any_nonfinite", &[t])?.contains(&true))
 }
 
 /// [`any_nonfinite`] of several tensors (each f32 or bf16, contiguous, on the same CUDA device)
 /// with ONE synchronisation: each tensor's flag kernel writes its own slot of one flag buffer,
 /// which is copied to the host once. `out[i]` is true when `ts[i]` holds a NaN or an infinity.
 pub fn any_nonfinite_many(ts: &[&Tensor]) -> Result<Vec<bool>> {
-    let op = "any_nonfinite_many";
+    nonfinite_flags("any_nonfinite_many", ts)
+}
+
+/// The flags of [`any_nonfinite_many`] (errors name `op`).
+fn nonfinite_flags(op: &'static str, ts: &[&Tensor]) -> Result<Vec<bool>> {
     let Some(first) = ts.first() else {
         return Ok(Vec::new());
     };
@@ -174,9 +162,9 @@ pub fn any_nonfinite_many(ts: &[&Tensor]) -> Result<Vec<bool>> {
     for (i, t) in ts.iter().enumerate() {
         let name = typed(op, "nonfinite", t)?;
         let (p, n) = (ptr(op, t, cd)?, t.elem_count() as u64);
+        // SAFETY: p addresses n elements of t's dtype; slot is the i32 flags[i] of a buffer of
+        // ts.len() entries that lives until the copy below.
         let slot = base + 4 * i as u64; // &flags[i]
-                                        // SAFETY: p addresses n elements of t's dtype; slot is the i32 flags[i] of a buffer of
-                                        // ts.len() entries that lives until the copy below.
         launch!(cd, name, grid(n), p, n, slot);
     }
     let h = stream.clone_dtoh(&flags).map_err(|e| err("flag copy", e))?;

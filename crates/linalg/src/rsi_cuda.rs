@@ -13,16 +13,16 @@
 //! [`rsi_many`] runs the device phase of many matrices back to back and their small host SVDs in
 //! parallel, so a whole refresh (e.g. 224 matrices) pays one synchronisation per matrix without
 //! waiting on the host in between.
-use candle_core::{CudaDevice, CudaStorage, DType, Storage, Tensor};
+use candle_core::{CudaDevice, DType, Tensor};
 use cudarc::cublas::{sys as bs, CudaBlas};
 use cudarc::cusolver::sys as cs;
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaSlice, DevicePtrMut};
 use faer::Mat;
 use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::cuda::{copy_to_slice, cu_err, solver, to_i32, wrap};
-use crate::{LinalgError, Result};
+use crate::Result;
 
 thread_local! {
     static BLAS: RefCell<Vec<(candle_core::cuda_backend::DeviceId, Arc<CudaBlas>)>> =
@@ -79,21 +79,7 @@ fn chol_pass(
     let gram = y.t()?.matmul(&y)?; // [k, k] f32, symmetric
                                    // potrf (upper, column-major) of the f64 Gram matrix: G = U^T U. Row-major, the buffer's
                                    // lower triangle is then U^T = R^T (its upper triangle keeps entries of G).
-    let g64 = gram.to_dtype(DType::F64)?;
-    let mut a = {
-        let (st, l) = g64.storage_and_layout();
-        let Storage::Cuda(s) = &*st else {
-            return Err(LinalgError::InvalidArgument {
-                op,
-                msg: "not on CUDA".into(),
-            });
-        };
-        let src = s.as_cuda_slice::<f64>()?;
-        let off = l.start_offset();
-        stream
-            .clone_dtod(&src.slice(off..off + k * k))
-            .map_err(|e| cu_err("copy", e))?
-    };
+    let mut a = copy_to_slice::<f64>(&gram.to_dtype(DType::F64)?, cd)?;
     let h = solver(cd)?;
     let ki = to_i32(op, k)?;
     let upper = cs::cublasFillMode_t::CUBLAS_FILL_MODE_UPPER;
@@ -129,30 +115,15 @@ fn chol_pass(
         .result()
         .map_err(|e| cu_err("potrf", e))?;
     }
-    let buf = Tensor::from_storage(
-        Storage::Cuda(CudaStorage::wrap_cuda_slice(a, cd.clone())),
-        (k, k),
-        candle_core::op::BackpropOp::none(),
-        false,
-    );
+    let buf = wrap(a, cd, (k, k));
     let r_t = buf.mul(&Tensor::tril2(k, DType::F64, y.device())?)?; // R^T, [k, k]
                                                                     // Q = Y R^{-1}: row-major Y [m, k] is column-major Y^T (k x m, ld k); solve R^T X = Y^T.
     let u32c = buf.to_dtype(DType::F32)?; // column-major U in its upper triangle
-    let mut q = copy_to_slice(&y, cd)?;
+    let mut q = copy_to_slice::<f32>(&y, cd)?;
     let blas = blas(cd)?;
     let mi = to_i32(op, m)?;
     {
-        let (pu, _1) = {
-            let (st, _) = u32c.storage_and_layout();
-            let Storage::Cuda(s) = &*st else {
-                return Err(LinalgError::InvalidArgument {
-                    op,
-                    msg: "not on CUDA".into(),
-                });
-            };
-            let p = s.as_cuda_slice::<f32>()?.device_ptr(&stream).0;
-            (p, ())
-        };
+        let pu = crate::kernels::ptr(op, &u32c, cd)?;
         let (pq, _2) = q.device_ptr_mut(&stream);
         let one = 1.0f32;
         // SAFETY: U: k x k f32 column-major (upper used), B = Y^T: k x m column-major, ld = k.
@@ -212,10 +183,7 @@ pub(crate) fn start(
     rank: usize,
 ) -> Result<Pending> {
     let op = "rsi_device";
-    let cd = crate::cuda::cuda_device(a).ok_or_else(|| LinalgError::InvalidArgument {
-        op,
-        msg: "tensor is not on a CUDA device".into(),
-    })?;
+    let cd = crate::kernels::cuda_dev(op, a)?;
     let mut info = cd
         .cuda_stream()
         .alloc_zeros::<i32>(info_slots(q))
@@ -255,11 +223,7 @@ impl Pending {
             .to_vec1::<f64>()?;
         let r_b_t = Mat::from_fn(k, k, |i, j| v[i * k + j]);
         let devs = Tensor::cat(&self.deviations, 0)?.to_vec1::<f32>()?;
-        let cd =
-            crate::cuda::cuda_device(&self.q_b).ok_or_else(|| LinalgError::InvalidArgument {
-                op: "rsi_device",
-                msg: "tensor is not on a CUDA device".into(),
-            })?;
+        let cd = crate::kernels::cuda_dev("rsi_device", &self.q_b)?;
         let info = cd
             .cuda_stream()
             .clone_dtoh(&self.info)
