@@ -10,7 +10,12 @@ use crosslore_linalg::kernels;
 
 /// Whether `t` is a contiguous f32/bf16 tensor on CUDA (what the kernels take).
 pub(crate) fn fusable(t: &Tensor) -> bool {
-    t.device().is_cuda() && t.is_contiguous() && matches!(t.dtype(), DType::F32 | DType::BF16)
+    t.is_contiguous() && fusable_dtype_device(t)
+}
+
+/// Whether `t` is an f32/bf16 tensor on CUDA (fusable once contiguous).
+pub(crate) fn fusable_dtype_device(t: &Tensor) -> bool {
+    t.device().is_cuda() && matches!(t.dtype(), DType::F32 | DType::BF16)
 }
 
 /// `NaN`/`Inf` test of a gradient on its device in one read of its own dtype (the candle path

@@ -119,10 +119,28 @@ pub trait ParamOptimizer {
     }
 }
 
-/// Checks the gradient shape against the weight and that it is finite: `sum(g - g)` is 0 for a
-/// finite gradient and NaN as soon as one entry is NaN or +-Inf (one reduction on the device, one
-/// scalar to the host).
+/// Checks the gradient shape against the weight and that it is finite; returns the detached
+/// gradient as f32 ([`check_grad_raw`] converted).
 pub(crate) fn check_grad(name: &str, var: &Var, grad: &Tensor) -> Result<Tensor> {
+    Ok(check_grad_raw(name, var, grad)?.to_dtype(DType::F32)?)
+}
+
+fn non_finite(name: &str) -> OptimError {
+    OptimError::NonFinite {
+        param: name.to_string(),
+    }
+}
+
+/// Checks the gradient shape against the weight and that it is finite, keeping a bf16 gradient
+/// in bf16: the low-rank methods project it in its own dtype (`Projector::project`: bf16
+/// products with f32 accumulation, as galore-torch), on the CPU and on CUDA alike. Returns the
+/// detached gradient: bf16 if it was bf16, else f32.
+///
+/// On CUDA a contiguous f32/bf16 gradient is checked by one kernel pass. Elsewhere `sum(g - g)`
+/// is 0 for a finite gradient and NaN as soon as one entry is NaN or +-Inf (one reduction on the
+/// device, one scalar to the host), computed in bf16 for a bf16 gradient (every bf16 value is an
+/// f32 value: the same verdict without an f32 copy) and in f32 otherwise.
+pub(crate) fn check_grad_raw(name: &str, var: &Var, grad: &Tensor) -> Result<Tensor> {
     if grad.dims() != var.dims() {
         return Err(OptimError::Shape {
             param: name.to_string(),
@@ -132,82 +150,48 @@ pub(crate) fn check_grad(name: &str, var: &Var, grad: &Tensor) -> Result<Tensor>
     }
     // Detach: a gradient from candle's backward still carries the forward graph; moments built
     // from it would chain every step's graph and leak (~10x the weights per step).
+    let g = grad.detach();
     #[cfg(feature = "cuda")]
     {
-        let g = grad.detach();
+        let g = g.contiguous()?;
         if let Some(bad) = crate::fused::any_nonfinite(&g)? {
-            if bad {
-                return Err(OptimError::NonFinite {
-                    param: name.to_string(),
-                });
-            }
-            return Ok(g.to_dtype(DType::F32)?);
+            return if bad { Err(non_finite(name)) } else { Ok(g) };
         }
     }
-    let g = grad.detach().to_dtype(DType::F32)?;
+    let g = match g.dtype() {
+        DType::BF16 => g,
+        _ => g.to_dtype(DType::F32)?,
+    };
     let z = g.sub(&g)?; // 0 where finite, NaN where NaN or +-Inf
     let z = if z.rank() >= 2 { z.sum_keepdim(0)? } else { z };
-    let s = z.sum_all()?.to_scalar::<f32>()?;
+    let s = z.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
     if !s.is_finite() {
-        return Err(OptimError::NonFinite {
-            param: name.to_string(),
-        });
+        return Err(non_finite(name));
     }
     Ok(g)
 }
 
-/// [`check_grad`] that keeps a bf16 gradient in bf16: the low-rank methods project it in its own
-/// dtype (`Projector::project`: bf16 products with f32 accumulation, as galore-torch), on the CPU
-/// and on CUDA alike. On CUDA a contiguous f32/bf16 gradient is checked by one kernel pass;
-/// elsewhere by [`check_grad`]. Returns the detached gradient: bf16 if it was bf16, else f32.
-pub(crate) fn check_grad_raw(name: &str, var: &Var, grad: &Tensor) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if grad.dims() == var.dims() {
-        let g = grad.detach().contiguous()?;
-        if let Some(bad) = crate::fused::any_nonfinite(&g)? {
-            if bad {
-                return Err(OptimError::NonFinite {
-                    param: name.to_string(),
-                });
-            }
-            return Ok(g);
-        }
-    }
-    let g = check_grad(name, var, grad)?;
-    if grad.dtype() == DType::BF16 {
-        return Ok(grad.detach());
-    }
-    Ok(g)
-}
-
-/// [`check_grad_raw`] of several gradients. On CUDA, when every gradient is a contiguous
-/// f32/bf16 tensor of its weight's shape, the finiteness flags of all of them are computed on the
-/// device and read in ONE synchronisation (`kernels::any_nonfinite_many`); otherwise (CPU, other
-/// dtypes) it is the per-gradient check. The first non-finite gradient (in order) is the error.
+/// [`check_grad_raw`] of several gradients. On CUDA, when every gradient is an f32/bf16 tensor
+/// of its weight's shape, the finiteness flags of all of them are computed on the device and
+/// read in ONE synchronisation (`kernels::any_nonfinite_many`); otherwise (CPU, other dtypes) it
+/// is the per-gradient check. The first non-finite gradient (in order) is the error.
 pub(crate) fn check_grads_raw(items: &[(&str, &Var, &Tensor)]) -> Result<Vec<Tensor>> {
     #[cfg(feature = "cuda")]
-    {
-        let gs: Vec<Tensor> = items
+    if !items.is_empty()
+        && items
             .iter()
-            .map(|&(_, var, grad)| {
-                if grad.dims() == var.dims() {
-                    Ok(Some(grad.detach().contiguous()?))
-                } else {
-                    Ok(None)
-                }
-            })
-            .collect::<Result<Option<Vec<_>>>>()?
-            .unwrap_or_default();
-        if gs.len() == items.len() && !gs.is_empty() && gs.iter().all(fused::fusable) {
-            let refs: Vec<&Tensor> = gs.iter().collect();
-            let flags = crosslore_linalg::kernels::any_nonfinite_many(&refs)?;
-            if let Some(i) = flags.iter().position(|&bad| bad) {
-                return Err(OptimError::NonFinite {
-                    param: items[i].0.to_string(),
-                });
-            }
-            return Ok(gs);
+            .all(|&(_, var, grad)| grad.dims() == var.dims() && fused::fusable_dtype_device(grad))
+    {
+        let gs = items
+            .iter()
+            .map(|&(_, _, grad)| Ok(grad.detach().contiguous()?))
+            .collect::<Result<Vec<Tensor>>>()?;
+        let refs: Vec<&Tensor> = gs.iter().collect();
+        let flags = crosslore_linalg::kernels::any_nonfinite_many(&refs)?;
+        if let Some(i) = flags.iter().position(|&bad| bad) {
+            return Err(non_finite(items[i].0));
         }
+        return Ok(gs);
     }
     items
         .iter()
