@@ -119,6 +119,22 @@ impl AdamW {
         &self.cfg
     }
 
+    /// Stores the state of `name` after its step `t` (moments `m`, `v`).
+    fn record(&mut self, name: &str, t: u64, m: Tensor, v: Tensor) -> StepInfo {
+        self.states.insert(
+            name.to_string(),
+            AdamWState {
+                step: t,
+                exp_avg: m,
+                exp_avg_sq: v,
+            },
+        );
+        StepInfo {
+            step: t,
+            ..Default::default()
+        }
+    }
+
     /// First and second moments of `name` (after its last step).
     pub fn moments(&self, name: &str) -> Option<(&Tensor, &Tensor)> {
         self.states.get(name).map(|s| (&s.exp_avg, &s.exp_avg_sq))
@@ -141,19 +157,7 @@ impl AdamW {
         {
             return Ok(None);
         }
-        if grad.dims() != var.dims() {
-            return Err(OptimError::Shape {
-                param: name.to_string(),
-                expected: format!("gradient of shape {:?}", var.dims()),
-                got: format!("{:?}", grad.dims()),
-            });
-        }
-        let g = grad.detach().contiguous()?;
-        if kernels::any_nonfinite(&g)? {
-            return Err(OptimError::NonFinite {
-                param: name.to_string(),
-            });
-        }
+        let g = crate::check_grad_raw(name, var, grad)?;
         let (step, m, v) = match self.states.get(name) {
             Some(s) => (s.step, s.exp_avg.clone(), s.exp_avg_sq.clone()),
             None => {
@@ -177,18 +181,7 @@ impl AdamW {
             eps: c.eps as f32,
         };
         kernels::adamw(w, &g, &m, &v, &s)?;
-        self.states.insert(
-            name.to_string(),
-            AdamWState {
-                step: t,
-                exp_avg: m,
-                exp_avg_sq: v,
-            },
-        );
-        Ok(Some(StepInfo {
-            step: t,
-            ..Default::default()
-        }))
+        Ok(Some(self.record(name, t, m, v)))
     }
 }
 
@@ -221,18 +214,7 @@ impl ParamOptimizer for AdamW {
         let denom = (v.sqrt()? / bc2.sqrt())?.affine(1.0, c.eps)?;
         let w = (w - m.div(&denom)?.affine(c.lr / bc1, 0.0)?)?;
         commit_weight(var, &w)?;
-        self.states.insert(
-            name.to_string(),
-            AdamWState {
-                step: t,
-                exp_avg: m,
-                exp_avg_sq: v,
-            },
-        );
-        Ok(StepInfo {
-            step: t,
-            ..Default::default()
-        })
+        Ok(self.record(name, t, m, v))
     }
 
     fn state_bytes(&self) -> StateBytes {
