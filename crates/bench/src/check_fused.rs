@@ -7,10 +7,11 @@
 //!   (row reductions of length <= 32000 as warp/block trees vs candle's sequential sums), in FMA
 //!   contraction on the device and in the online (max, sum) of softmax and cross-entropy, each a
 //!   few ulps (u = 6e-8) per entry, far below 1e-5; a wrong index or term gives O(1e-1).
-//! - bf16: 1e-2. Outputs are rounded to bf16 once on both sides; the f32 differences above flip
+//! - bf16: 4e-3. Outputs are rounded to bf16 once on both sides; the f32 differences above flip
 //!   the rounding of a small fraction of entries by one bf16 ulp (2^-8 relative), so `rel` stays
 //!   below ~2^-8 = 3.9e-3 even if every entry flipped. dw and the loss are f32 sums of bf16-input
-//!   products (a flip of `round(n)` moves one term by 2^-8 of itself).
+//!   products (a flip of `round(n)` moves one term by 2^-8 of itself). Measured on the H200
+//!   (bench/results/2026-11-29-h200-fused, then with a 1e-2 tolerance): at most 1.9e-5.
 //!
 //! Timing: bf16 at the 7B layer shape (batch 4 x 512, hidden 4096, ffn 11008, 32 heads of 128,
 //! vocab 32000). Wall: median over `reps` synchronised runs of 10 back-to-back calls (after 2
@@ -29,7 +30,7 @@ use crate::check::{rel, CheckReport};
 use crate::timing::median_time;
 use crate::Result;
 
-const DTYPES: [(DType, f64); 2] = [(DType::F32, 1e-5), (DType::BF16, 1e-2)];
+const DTYPES: [(DType, f64); 2] = [(DType::F32, 1e-5), (DType::BF16, 4e-3)];
 
 fn randn(rng: &mut Rng, dims: &[usize], scale: f32, shift: f32, dt: DType) -> Result<Tensor> {
     let n = dims.iter().product();
