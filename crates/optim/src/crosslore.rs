@@ -293,14 +293,9 @@ impl CrossLoreAdamW {
         let s = st.low.projection.clone().ok_or_else(|| OptimError::State {
             msg: "refresh of an unprojected parameter".into(),
         })?;
-        let old = st.low.projector.as_ref().filter(|_| self.cfg.warm_start);
-        let rsi = match old {
-            Some(_) => RsiConfig {
-                power_iters: self.cfg.warm_start_power_iters,
-                ..self.cfg.rsi.clone()
-            },
-            None => self.cfg.rsi.clone(),
-        };
+        let warm = self.warm_started(st);
+        let rsi = self.rsi_cfg(warm);
+        let old = st.low.projector.as_ref().filter(|_| warm);
         if let Some(layout) = &st.layout {
             let warm = old.and_then(|p| p.right());
             let (p, heads) = cross_head_projector(g, layout, s.rank, &rsi, &mut st.rng, warm)?;
@@ -358,19 +353,20 @@ impl CrossLoreAdamW {
         Ok(p)
     }
 
-    /// The RSI settings of a refresh of `st` (warm-started ones use fewer power iterations).
-    fn rsi_for(&self, st: &CrossState) -> (RsiConfig, bool) {
-        let warm = self.cfg.warm_start && st.low.projector.is_some();
+    /// Whether a refresh of `st` is warm-started from its current projector.
+    fn warm_started(&self, st: &CrossState) -> bool {
+        self.cfg.warm_start && st.low.projector.is_some()
+    }
+
+    /// The RSI settings of a cold or a warm-started refresh (fewer power iterations).
+    fn rsi_cfg(&self, warm: bool) -> RsiConfig {
         if warm {
-            (
-                RsiConfig {
-                    power_iters: self.cfg.warm_start_power_iters,
-                    ..self.cfg.rsi.clone()
-                },
-                true,
-            )
+            RsiConfig {
+                power_iters: self.cfg.warm_start_power_iters,
+                ..self.cfg.rsi.clone()
+            }
         } else {
-            (self.cfg.rsi.clone(), false)
+            self.cfg.rsi.clone()
         }
     }
 
@@ -386,7 +382,7 @@ impl CrossLoreAdamW {
         gs: &[Tensor],
     ) -> Result<Vec<Option<Projector>>> {
         let mut out: Vec<Option<Projector>> = (0..sts.len()).map(|_| None).collect();
-        // (index, rank, side, warm) of the batched refreshes, per RSI setting (cold, warm).
+        // (index, rank, side) of the batched refreshes, per RSI setting (cold, warm).
         let mut batch: [Vec<(usize, usize, Side)>; 2] = [Vec::new(), Vec::new()];
         for (i, st) in sts.iter_mut().enumerate() {
             if !st.low.needs_refresh() {
@@ -403,8 +399,7 @@ impl CrossLoreAdamW {
             };
             match (side, st.layout.is_some()) {
                 (Some(side), false) => {
-                    let warm = usize::from(self.rsi_for(st).1);
-                    batch[warm].push((i, s.rank, side));
+                    batch[usize::from(self.warm_started(st))].push((i, s.rank, side));
                 }
                 _ => {
                     let p = self.refresh(st, &gs[i].to_dtype(DType::F32)?)?;
@@ -416,7 +411,7 @@ impl CrossLoreAdamW {
             if jobs_ix.is_empty() {
                 continue;
             }
-            let (cfg, _) = self.rsi_for(&sts[jobs_ix[0].0]);
+            let cfg = self.rsi_cfg(warm == 1);
             let warms: Vec<Option<Tensor>> = jobs_ix
                 .iter()
                 .map(|&(i, _, side)| {
