@@ -765,7 +765,7 @@ mod tests {
             r#"{"ratio": 0.01, "warmup_steps": null,
             "refresh_index_on_projection": false, "mode": "paper"}"#,
         )
-        .unwrap_or_default();
+        .expect("a ResidualConfig in JSON");
         assert_eq!(c.mode, ResidualMode::Paper);
     }
 }
