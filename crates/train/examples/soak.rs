@@ -19,23 +19,23 @@ use crosslore_linalg::Rng;
 use crosslore_model::{Llama, LlamaConfig};
 use crosslore_train::checkpoint::latest_checkpoint;
 use crosslore_train::config::Method;
+use crosslore_train::memory;
 use crosslore_train::run::load_options;
 use crosslore_train::{TrainConfig, Trainer};
 
 const SAVE: usize = 50;
 const RESUME: usize = 250;
+/// RSS is sampled every this many steps; the check compares quarters of the samples.
+const SAMPLE_EVERY: usize = 25;
 
-/// (current, peak) resident set size in MB from /proc/self/status.
+/// (current, peak) resident set size in MB ([`memory`]'s `/proc/self/status` readers; NaN
+/// where unavailable).
 fn rss_mb() -> (f64, f64) {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |k: &str| {
-        s.lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let mb = |b: Option<u64>| b.map_or(f64::NAN, |b| b as f64 / (1024.0 * 1024.0));
+    (
+        mb(memory::current_rss_bytes()),
+        mb(memory::peak_rss_bytes()),
+    )
 }
 
 fn tiny_config() -> Result<LlamaConfig> {
@@ -109,7 +109,7 @@ fn soak(method: Method, steps: usize, dir: &Path, samples: &mut Vec<f64>) -> Res
             if r.step % SAVE == 0 {
                 t.save_checkpoint(dir, 2)?;
             }
-            if r.step % 25 == 0 {
+            if r.step % SAMPLE_EVERY == 0 {
                 samples.push(rss_mb().0);
             }
         }
@@ -133,6 +133,10 @@ fn main() -> Result<()> {
         Some(i) => args.get(i + 1).context("--max-growth-mb N")?.parse()?,
         None => 8.0,
     };
+    if steps < 4 * SAMPLE_EVERY {
+        // fewer than 4 samples: an empty quarter would read as a mean of 0 MB, i.e. a "leak"
+        bail!("at least {} steps per method", 4 * SAMPLE_EVERY);
+    }
     let tmp = tempfile::tempdir()?;
     let t0 = Instant::now();
     let (rss0, hwm0) = rss_mb();

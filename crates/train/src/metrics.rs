@@ -2,9 +2,9 @@
 //! grad norm (before clipping), clip coefficient, tokens and tokens/s, the time split
 //! forward / backward / clip pass / optimizer / projection refresh / residual measurement, the
 //! number of projector refreshes and the mean subspace residual `||G - P P^T G|| / ||G||` of the
-//! projected parameters (GaLore / CrossLore), and the process's resident memory (current, peak). A skipped step (non-finite loss or gradient) is
-//! logged with `skipped` saying why; its non-finite numbers are written as JSON `null` and read
-//! back as NaN.
+//! projected parameters (GaLore / CrossLore), and the process's resident memory (current,
+//! peak). A skipped step (non-finite loss or gradient) is logged with `skipped` saying why; its
+//! non-finite numbers are written as JSON `null` and read back as NaN.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
