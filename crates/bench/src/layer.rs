@@ -58,12 +58,9 @@ pub struct LayerReport {
     pub grad_rel_diff: Vec<(String, f32)>,
 }
 
+/// `max |a - b| / max |b|` (model-check's measure).
 fn rel(a: &Tensor, b: &Tensor) -> Result<f32> {
-    let a = a.to_dtype(DType::F32)?;
-    let b = b.to_dtype(DType::F32)?;
-    let d = (&a - &b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-    let s = b.abs()?.max_all()?.to_scalar::<f32>()?;
-    Ok(if s == 0.0 { d } else { d / s })
+    Ok(crate::model_check::compare(String::new(), a, b, f32::INFINITY)?.rel)
 }
 
 pub fn run(dev: &Device, opt: &LayerOptions) -> Result<LayerReport> {
@@ -101,15 +98,15 @@ pub fn run(dev: &Device, opt: &LayerOptions) -> Result<LayerReport> {
         Ok(layer_backward(layer, &dy, &sv, &ctx, &mut g)?)
     })?;
     push("layer fwd+bwd, fused", t, fb_flops);
-    let autograd = || -> Result<(Tensor, candle_core::backprop::GradStore, Var)> {
+    // The input as a Var (its gradient is compared below) and the layer's gradients.
+    let autograd = || -> Result<(candle_core::backprop::GradStore, Var)> {
         let xv = Var::from_tensor(&x)?;
         let out = layer.forward(xv.as_tensor(), &ctx)?;
-        let g = (out * &dy)?.sum_all()?.backward()?;
-        Ok((xv.as_tensor().clone(), g, xv))
+        Ok(((out * &dy)?.sum_all()?.backward()?, xv))
     };
     let (t, _) = median_time(dev, opt.warmup, opt.reps, || Ok(layer.forward(&x, &ctx)?))?;
     push("layer fwd, candle autograd ops", t, fb_flops / 3.0);
-    let (t, _) = median_time(dev, opt.warmup, opt.reps, || autograd().map(|r| r.0))?;
+    let (t, _) = median_time(dev, opt.warmup, opt.reps, autograd)?;
     push("layer fwd+bwd, candle autograd", t, fb_flops);
     // Head: final norm + lm_head + cross-entropy over vocab 32000.
     let ids: Vec<i64> = (0..b * s).map(|i| ((i * 7919) % d.vocab) as i64).collect();
@@ -129,7 +126,7 @@ pub fn run(dev: &Device, opt: &LayerOptions) -> Result<LayerReport> {
     })?;
     push("head+loss fwd+bwd, candle autograd", t, head_flops);
     // Gradients of the two paths on the same inputs.
-    let (_, store, xv) = autograd()?;
+    let (store, xv) = autograd()?;
     let (_, sv) = layer_forward(layer, &x, &ctx)?;
     let mut fused = Vec::new();
     let dx = layer_backward(layer, &dy, &sv, &ctx, &mut fused)?;

@@ -145,33 +145,23 @@ pub fn cross_entropy_fwd_bwd(
     let (rows, vocab) = logits.dims2()?;
     let dev = logits.device();
     let t: Vec<u32> = targets.to_vec1()?;
-    let valid: Vec<f32> = t
-        .iter()
-        .map(|&y| {
-            if y != IGNORE && (y as usize) < vocab {
-                1.0
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let mut onehot = vec![0f32; rows * vocab];
-    for (r, &y) in t.iter().enumerate() {
-        if valid[r] != 0.0 {
-            onehot[r * vocab + y as usize] = 1.0;
-        }
-    }
-    let onehot = Tensor::from_vec(onehot, (rows, vocab), dev)?;
+    let ok = |y: u32| y != IGNORE && (y as usize) < vocab;
+    let valid: Vec<f32> = t.iter().map(|&y| if ok(y) { 1.0 } else { 0.0 }).collect();
+    // An ignored row reads (and writes) column 0, weighted by 0.
+    let idx: Vec<u32> = t.iter().map(|&y| if ok(y) { y } else { 0 }).collect();
+    let idx = Tensor::from_vec(idx, (rows, 1), dev)?;
     let valid = Tensor::from_vec(valid, (rows, 1), dev)?;
     let z = f32(logits)?;
     let max = z.max_keepdim(1)?;
     let e = z.broadcast_sub(&max)?.exp()?;
     let se = e.sum_keepdim(1)?;
     let lse = (se.log()? + &max)?; // [rows, 1]
-    let zt = (&z * &onehot)?.sum_keepdim(1)?; // target logit
+    let zt = z.gather(&idx, 1)?; // target logit, [rows, 1]
     let loss_sum = ((lse - zt)? * &valid)?.sum_all()?;
-    let p = e.broadcast_div(&se)?;
-    let dz = ((p - onehot)?.broadcast_mul(&valid)? * grad_scale as f64)?;
+    // grad_scale * (softmax - onehot) on counted rows; `- onehot` is a scatter of -1 into the
+    // target column (no [rows, vocab] one-hot is built; same values, same order of operations).
+    let p_minus = e.broadcast_div(&se)?.scatter_add(&idx, &valid.neg()?, 1)?;
+    let dz = (p_minus.broadcast_mul(&valid)? * grad_scale as f64)?;
     Ok(XentOut {
         loss_sum,
         dlogits: dz.to_dtype(logits.dtype())?,

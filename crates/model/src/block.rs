@@ -65,6 +65,18 @@ pub struct FinalBlock {
     pub eps: f64,
 }
 
+impl FinalBlock {
+    /// The HF name of the head's trainable weight: `lm_head.weight`, or the embedding's name
+    /// when tied.
+    pub fn head_name(&self) -> &'static str {
+        if self.tied {
+            "model.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        }
+    }
+}
+
 impl Block for FinalBlock {
     fn name(&self) -> String {
         "final".into()
@@ -76,11 +88,7 @@ impl Block for FinalBlock {
     }
 
     fn params(&self) -> Vec<(String, Var)> {
-        let head = if self.tied {
-            "model.embed_tokens.weight"
-        } else {
-            "lm_head.weight"
-        };
+        let head = self.head_name();
         weight_param("model.norm.weight", &self.norm)
             .into_iter()
             .chain(weight_param(head, &self.lm_head))

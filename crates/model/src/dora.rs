@@ -41,9 +41,15 @@ impl Dora {
         let n = Self::weight_norm(w, &self.lora)?;
         let scale = self.magnitude.tensor().div(&n)?; // [out]
         let lora_out = self.lora.forward(x_drop)?; // s * B A x', [.., out]
+        Self::combine(&scale, base_out, &lora_out)
+    }
+
+    /// `(scale - 1) * W x' + scale * s B A x'` in f32 for `scale = m / n` `[out]`,
+    /// `base_out = W x'` (model dtype) and `lora_out = s B A x'` (f32), both `[.., out]`.
+    pub fn combine(scale: &Tensor, base_out: &Tensor, lora_out: &Tensor) -> Result<Tensor> {
         let base = base_out.to_dtype(DType::F32)?;
-        let a = base.broadcast_mul(&(&scale - 1.0)?)?;
-        Ok((a + lora_out.broadcast_mul(&scale)?)?)
+        let a = base.broadcast_mul(&(scale - 1.0)?)?;
+        Ok((a + lora_out.broadcast_mul(scale)?)?)
     }
 
     /// Dense merged weight `(m / n) * (W + s B A)` in `w`'s dtype (peft `merge`).

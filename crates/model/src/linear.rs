@@ -98,12 +98,7 @@ impl Linear {
         if let Some(v) = self.weight.var() {
             out.push((format!("{}.weight", self.name), v.clone()));
         }
-        let lora = match &self.adapter {
-            None => None,
-            Some(Adapter::Lora(l)) => Some(l),
-            Some(Adapter::Dora(d)) => Some(&d.lora),
-        };
-        if let Some(l) = lora {
+        if let Some(l) = self.lora() {
             for (suffix, w) in [("lora_A.weight", &l.a), ("lora_B.weight", &l.b)] {
                 if let Some(v) = w.var() {
                     out.push((format!("{}.{suffix}", self.name), v.clone()));
@@ -116,6 +111,15 @@ impl Linear {
             }
         }
         out
+    }
+
+    /// The low-rank pair of the adapter (LoRA's, or DoRA's direction part), if any.
+    pub fn lora(&self) -> Option<&Lora> {
+        match &self.adapter {
+            None => None,
+            Some(Adapter::Lora(l)) => Some(l),
+            Some(Adapter::Dora(d)) => Some(&d.lora),
+        }
     }
 
     /// The same layer with every weight (adapters included) frozen on the same storage.

@@ -65,14 +65,6 @@ impl Trainer {
             what: "fused backward",
             msg: "the micro-batch has no shifted targets".into(),
         })?;
-        let time = |acc: &mut StepAcc, fwd: f64, bwd: f64| {
-            if sink == Sink::Norm {
-                acc.timings.clip_pass_s += fwd + bwd;
-            } else {
-                acc.timings.forward_s += fwd;
-                acc.timings.backward_s += bwd;
-            }
-        };
         // Head and loss, forward and backward together.
         let t = Instant::now();
         let mut grads = Vec::new();
@@ -85,13 +77,8 @@ impl Trainer {
             &mut grads,
         )?;
         let loss_v = out.loss_sum.to_scalar::<f32>()? as f64 / n_total as f64;
-        // As in the autograd sweep: each micro-batch's loss counted once, checked before any
-        // update of the step.
-        if !matches!(sink, Sink::Step { record: false, .. }) {
-            acc.loss += loss_v;
-        }
-        self.check_finite("loss", acc.loss)?;
-        time(acc, 0.0, t.elapsed().as_secs_f64());
+        self.count_loss(sink, loss_v, acc)?;
+        sink.record_time(acc, 0.0, t.elapsed().as_secs_f64());
         let ready = route(grads, n_layers + 1, &uses, &mut pending)?;
         self.deliver(ready, &pending, sink, bufs, acc)?;
         let mut g = out.dx;
@@ -119,13 +106,13 @@ impl Trainer {
             let mut grads = Vec::new();
             g = layer_backward(layer, &g, &sv, &seg.ctx, &mut grads)?;
             drop(sv);
-            time(acc, fwd, t.elapsed().as_secs_f64());
+            sink.record_time(acc, fwd, t.elapsed().as_secs_f64());
             let ready = route(grads, li + 1, &uses, &mut pending)?;
             self.deliver(ready, &pending, sink, bufs, acc)?;
         }
         let t = Instant::now();
         let ready = self.embedding_grads(model, m, Some(g), &mut pending)?;
-        time(acc, 0.0, t.elapsed().as_secs_f64());
+        sink.record_time(acc, 0.0, t.elapsed().as_secs_f64());
         self.deliver(ready, &pending, sink, bufs, acc)?;
         Ok(loss_v)
     }

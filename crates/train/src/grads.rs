@@ -66,17 +66,12 @@ impl GradBuffers {
     }
 }
 
-/// `sum(g^2)` of one gradient, in f64 on the host (reduced in f32 on the device).
+/// `sum(g^2)` of one gradient as an f32 scalar tensor on its device (no host synchronisation).
 ///
 /// Two stages: row sums over the last dimension (one CUDA block per row), then the row sums in
 /// one small reduction. candle's `sum_all` reduces a whole tensor in a single CUDA block
 /// (DESIGN.md §3, pitfalls), which for a 45 M-entry 7B gradient took milliseconds per parameter
 /// and dominated the fused training step on the H200.
-pub fn sq_norm(g: &Tensor) -> Result<f64> {
-    Ok(sq_norm_device(g)?.to_scalar::<f32>()? as f64)
-}
-
-/// `sum(g^2)` as an f32 scalar tensor on `g`'s device (no host synchronisation).
 fn sq_norm_device(g: &Tensor) -> Result<Tensor> {
     let sq = g.to_dtype(DType::F32)?.sqr()?;
     let rows = if sq.rank() >= 2 {
@@ -87,8 +82,8 @@ fn sq_norm_device(g: &Tensor) -> Result<Tensor> {
     Ok(rows.sum_all()?)
 }
 
-/// [`sq_norm`] of several gradients (same device) read back in one host synchronisation; each
-/// value has the bits [`sq_norm`] gives for that gradient alone.
+/// `sum(g^2)` of each gradient (same device), in f64 on the host (reduced in f32 on the device),
+/// read back in one host synchronisation.
 pub fn sq_norms(gs: &[&Tensor]) -> Result<Vec<f64>> {
     if gs.is_empty() {
         return Ok(Vec::new());
@@ -160,7 +155,7 @@ mod tests {
         let t = buf.total_with("w", &b)?;
         assert_eq!(t.to_vec1::<f32>()?, vec![3.0, 4.0]);
         let mut sq = BTreeMap::new();
-        sq.insert("w".to_string(), sq_norm(&t)?);
+        sq.insert("w".to_string(), sq_norms(&[&t])?[0]);
         assert_eq!(global_norm(&sq), 5.0);
         assert_eq!(buf.bytes(), 8);
         Ok(())

@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{Tensor, Var};
+use crosslore_model::fused::embedding_backward;
 use crosslore_model::{Block, ForwardCtx, Llama};
 
 use crate::config::BlockBackward;
@@ -50,6 +51,19 @@ pub(crate) enum Sink {
     Norm,
     /// Step with `coef * (buffer + g)`; `record` also records the squared norm.
     Step { coef: f64, record: bool },
+}
+
+impl Sink {
+    /// Books a block's forward (recomputation) and backward seconds: to the clipping pass for
+    /// the norm sweep, else to forward/backward.
+    pub(crate) fn record_time(self, acc: &mut StepAcc, fwd: f64, bwd: f64) {
+        if self == Sink::Norm {
+            acc.timings.clip_pass_s += fwd + bwd;
+        } else {
+            acc.timings.forward_s += fwd;
+            acc.timings.backward_s += bwd;
+        }
+    }
 }
 
 /// The forward of one micro-batch, block by block.
@@ -160,6 +174,15 @@ impl Trainer {
         })
     }
 
+    /// Adds a micro-batch's scaled loss to the step's loss (once: not again in the second
+    /// sweep of clipping) and checks it before any update of the step (trainer docs).
+    pub(crate) fn count_loss(&self, sink: Sink, loss_v: f64, acc: &mut StepAcc) -> Result<()> {
+        if !matches!(sink, Sink::Step { record: false, .. }) {
+            acc.loss += loss_v;
+        }
+        self.check_finite("loss", acc.loss)
+    }
+
     /// One backward sweep over all blocks; returns the micro-batch's scaled loss.
     #[allow(clippy::too_many_arguments)]
     fn sweep(
@@ -183,12 +206,7 @@ impl Trainer {
             if bi == 0 {
                 let t = Instant::now();
                 let ready = self.embedding_grads(model, m, g_out.take(), &mut pending)?;
-                let dt = t.elapsed().as_secs_f64();
-                if sink == Sink::Norm {
-                    acc.timings.clip_pass_s += dt;
-                } else {
-                    acc.timings.backward_s += dt;
-                }
+                sink.record_time(acc, 0.0, t.elapsed().as_secs_f64());
                 self.deliver(ready, &pending, sink, bufs, acc)?;
                 continue;
             }
@@ -216,12 +234,7 @@ impl Trainer {
             let grads = if bi == n_layers + 1 {
                 let loss = Self::scaled_loss(&out, m, n_total)?;
                 loss_v = loss.to_scalar::<f32>()? as f64;
-                // Each micro-batch's loss is counted once (not again in the second sweep of
-                // clipping) and checked before any update of the step (trainer docs).
-                if !matches!(sink, Sink::Step { record: false, .. }) {
-                    acc.loss += loss_v;
-                }
-                self.check_finite("loss", acc.loss)?;
+                self.count_loss(sink, loss_v, acc)?;
                 loss.backward()?
             } else {
                 let g = g_out.take().ok_or_else(|| TrainError::Invalid {
@@ -236,13 +249,7 @@ impl Trainer {
                     .get(seg.inputs[bi - 1].as_tensor())
                     .map(Tensor::detach);
             }
-            let bwd = t.elapsed().as_secs_f64();
-            if sink == Sink::Norm {
-                acc.timings.clip_pass_s += fwd + bwd;
-            } else {
-                acc.timings.forward_s += fwd;
-                acc.timings.backward_s += bwd;
-            }
+            sink.record_time(acc, fwd, t.elapsed().as_secs_f64());
             // Detached: candle leaves the gradients of leaf `Var`s attached to the graph
             // (they are computed from forward tensors and never processed as nodes), so a
             // kept gradient would keep the whole forward graph alive, and optimizer moments
@@ -278,16 +285,13 @@ impl Trainer {
             what: "layerwise backward",
             msg: "no gradient reached the output of the embedding".into(),
         })?;
-        let (b, s, h) = g.dims3()?;
-        let g = g.reshape((b * s, h))?; // [b*s, hidden]
-        let ids = m.ids.flatten_all()?.contiguous()?; // [b*s]
         let mut ready = Vec::new();
         for (name, var) in params {
             let base = match pending.remove(&name) {
                 Some(p) => p,
                 None => var.as_tensor().zeros_like()?,
             };
-            let grad = base.index_add(&ids, &g, 0)?;
+            let grad = embedding_backward(&base, &m.ids, &g)?;
             ready.push((name, var, grad));
         }
         Ok(ready)

@@ -5,6 +5,7 @@
 use candle_core::{DType, Device, Tensor};
 use crosslore_fused::{cross_entropy_fwd_bwd, rms_norm_bwd, rms_norm_fwd, IGNORE};
 
+use super::linear::push;
 use super::ParamGrad;
 use crate::block::{EmbeddingBlock, FinalBlock};
 use crate::error::{ModelError, Result};
@@ -19,6 +20,16 @@ pub fn embedding_forward(embed: &EmbeddingBlock, ids: &Tensor) -> Result<Tensor>
     let w = embed.weight.tensor().detach();
     let h = w.index_select(&ids.flatten_all()?, 0)?; // [b*s, hidden]
     Ok(h.reshape((b, s, w.dim(1)?))?)
+}
+
+/// The embedding's weight gradient: `base` (zeros, or the head's gradient of a tied
+/// embedding) plus `g_out: [b, s, hidden]` scattered into the rows of `ids: [b, s]` — what
+/// candle's backward of `index_select` computes, in the same order.
+pub fn embedding_backward(base: &Tensor, ids: &Tensor, g_out: &Tensor) -> Result<Tensor> {
+    let (b, s, h) = g_out.dims3()?;
+    let g = g_out.reshape((b * s, h))?; // [b*s, hidden]
+    let ids = ids.flatten_all()?.contiguous()?; // [b*s]
+    Ok(base.index_add(&ids, &g, 0)?)
 }
 
 /// The causal-LM targets of a batch as [`crate::causal_lm_loss_sum`] counts them: row
@@ -96,6 +107,8 @@ pub fn head_forward_backward(
     let mut dh = Vec::with_capacity(rows.div_ceil(chunk));
     let mut dw: Option<Tensor> = None;
     let single = chunk >= rows;
+    // A frozen head (adapters) needs no weight gradient: skip its [vocab, hidden] product.
+    let head_trainable = head.lm_head.var().is_some();
     for r0 in (0..rows).step_by(chunk) {
         let len = chunk.min(rows - r0);
         let h = n.y.narrow(0, r0, len)?; // [len, hidden]
@@ -104,34 +117,30 @@ pub fn head_forward_backward(
         let out = cross_entropy_fwd_bwd(&logits, &t, grad_scale)?;
         drop(logits);
         dh.push(out.dlogits.matmul(&w)?); // [len, hidden]
-        let part = out.dlogits.t()?.matmul(&h)?; // [vocab, hidden]
-                                                 // Several chunks: the head gradient is summed in f32.
-        dw = Some(match dw {
-            None if single => part,
-            None => part.to_dtype(DType::F32)?,
-            Some(acc) => (acc + part.to_dtype(DType::F32)?)?,
-        });
+        if head_trainable {
+            let part = out.dlogits.t()?.matmul(&h)?; // [vocab, hidden]
+                                                     // Several chunks: the head gradient is summed in f32.
+            dw = Some(match dw {
+                None if single => part,
+                None => part.to_dtype(DType::F32)?,
+                Some(acc) => (acc + part.to_dtype(DType::F32)?)?,
+            });
+        }
         loss_sum = Some(match loss_sum {
             None => out.loss_sum,
             Some(acc) => (acc + out.loss_sum)?,
         });
     }
-    let dh = Tensor::cat(&dh, 0)?; // [rows, hidden]
+    // [rows, hidden]; one chunk is used as is
+    let dh = if dh.len() == 1 {
+        dh.swap_remove(0)
+    } else {
+        Tensor::cat(&dh, 0)?
+    };
     let (dx, dnw) = rms_norm_bwd(&dh, &x2, &nw, &n.rstd)?;
-    if let Some(v) = head.norm.var() {
-        grads.push((
-            "model.norm.weight".into(),
-            v.clone(),
-            dnw.to_dtype(v.dtype())?,
-        ));
-    }
-    if let (Some(v), Some(g)) = (head.lm_head.var(), dw) {
-        let name = if head.tied {
-            "model.embed_tokens.weight"
-        } else {
-            "lm_head.weight"
-        };
-        grads.push((name.into(), v.clone(), g.to_dtype(v.dtype())?));
+    push(grads, "model.norm.weight".into(), &head.norm, dnw)?;
+    if let Some(g) = dw {
+        push(grads, head.head_name().into(), &head.lm_head, g)?;
     }
     let loss_sum = match loss_sum {
         Some(l) => l,

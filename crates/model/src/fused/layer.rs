@@ -13,7 +13,7 @@ use crosslore_fused::{
     swiglu_bwd, swiglu_fwd, AttnMask,
 };
 
-use super::linear::{backward as lin_bwd, forward as lin_fwd, LinearSaved};
+use super::linear::{backward as lin_bwd, forward as lin_fwd, push, LinearSaved};
 use super::ParamGrad;
 use crate::ctx::ForwardCtx;
 use crate::error::{ModelError, Result};
@@ -168,10 +168,10 @@ pub fn layer_backward(
     let dh2 = (bwd(Proj::Gate, &d_gate, &sv.h2, grads)? + bwd(Proj::Up, &d_up, &sv.h2, grads)?)?;
     let w2 = &layer.post_attention_layernorm;
     let (dxm, dw2) = rms_norm_bwd(&dh2, &sv.x_mid, &dw(w2), &sv.rstd2)?;
-    let d_mid = (&dy2 + dxm)?; // [rows, hidden]
-                               // Attention
-    let d_o = bwd(Proj::O, &d_mid, &sv.o, grads)?; // [rows, nh*d]
-                                                   // [rows, nh*d] -> [b, s, nh, d] -> [b, nh, s, d] -> [b, nkv, g*s, d]
+    // [rows, hidden]
+    let d_mid = (&dy2 + dxm)?;
+    // Attention. d_o: [rows, nh*d] -> [b, s, nh, d] -> [b, nh, s, d] -> [b, nkv, g*s, d]
+    let d_o = bwd(Proj::O, &d_mid, &sv.o, grads)?;
     let d_o = d_o
         .reshape((b, s, nh, d))?
         .transpose(1, 2)?
@@ -199,13 +199,7 @@ pub fn layer_backward(
         ("input_layernorm", w1, dw1),
         ("post_attention_layernorm", w2, dw2),
     ] {
-        if let Some(v) = w.var() {
-            grads.push((
-                format!("{p}.{name}.weight"),
-                v.clone(),
-                gw.to_dtype(v.dtype())?,
-            ));
-        }
+        push(grads, format!("{p}.{name}.weight"), w, gw)?;
     }
     Ok((d_mid + dx1)?.reshape((b, s, hid))?)
 }

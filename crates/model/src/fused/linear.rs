@@ -15,7 +15,6 @@ use crate::ctx::ForwardCtx;
 use crate::dora::Dora;
 use crate::error::{ModelError, Result};
 use crate::linear::{Adapter, Linear};
-use crate::lora::Lora;
 use crate::weight::Weight;
 
 /// What a linear layer's backward needs besides its input.
@@ -38,19 +37,11 @@ fn mm_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Ok(x.matmul(&w.t()?)?)
 }
 
-fn lora_of(lin: &Linear) -> Option<&Lora> {
-    match &lin.adapter {
-        None => None,
-        Some(Adapter::Lora(l)) => Some(l),
-        Some(Adapter::Dora(d)) => Some(&d.lora),
-    }
-}
-
 /// `x: [rows, in]` (`T`, contiguous) -> `y: [rows, out]` (`T`).
 pub(crate) fn forward(lin: &Linear, x: &Tensor, ctx: &ForwardCtx) -> Result<(Tensor, LinearSaved)> {
     let w = det(&lin.weight);
     let base = mm_t(x, &w)?; // [rows, out]
-    let Some(lora) = lora_of(lin) else {
+    let Some(lora) = lin.lora() else {
         let saved = LinearSaved {
             mask: None,
             u: None,
@@ -80,10 +71,7 @@ pub(crate) fn forward(lin: &Linear, x: &Tensor, ctx: &ForwardCtx) -> Result<(Ten
                 Some(_) => mm_t(&xd, &w)?,
                 None => base.clone(),
             };
-            let extra = (base_d
-                .to_dtype(DType::F32)?
-                .broadcast_mul(&(&scale - 1.0)?)?
-                + lo.broadcast_mul(&scale)?)?;
+            let extra = Dora::combine(&scale, &base_d, &lo)?;
             let y = (&base + extra.to_dtype(x.dtype())?)?;
             (y, Some((scale, inv_n, base_d)))
         }
@@ -99,7 +87,8 @@ pub(crate) fn forward(lin: &Linear, x: &Tensor, ctx: &ForwardCtx) -> Result<(Ten
     ))
 }
 
-fn push(grads: &mut Vec<ParamGrad>, name: String, w: &Weight, g: Tensor) -> Result<()> {
+/// Pushes `g` (cast to the parameter's dtype) as the gradient of `w` if `w` is trainable.
+pub(super) fn push(grads: &mut Vec<ParamGrad>, name: String, w: &Weight, g: Tensor) -> Result<()> {
     if let Some(v) = w.var() {
         let g = g.to_dtype(v.dtype())?;
         grads.push((name, v.clone(), g));
@@ -117,7 +106,7 @@ pub(crate) fn backward(
     grads: &mut Vec<ParamGrad>,
 ) -> Result<Tensor> {
     let w = det(&lin.weight);
-    let Some(lora) = lora_of(lin) else {
+    let Some(lora) = lin.lora() else {
         if lin.weight.var().is_some() {
             let dw = dy.t()?.matmul(x)?; // [out, in]
             push(grads, format!("{}.weight", lin.name), &lin.weight, dw)?;
@@ -125,8 +114,9 @@ pub(crate) fn backward(
         return Ok(dy.matmul(&w)?); // [rows, in]
     };
     let u = saved.u.as_ref().ok_or_else(|| missing(lin))?;
-    let g = dy.to_dtype(DType::F32)?; // [rows, out]
-                                      // The gradient reaching the LoRA output and (DoRA) the extra gradient of `W x'`.
+    // [rows, out] f32
+    let g = dy.to_dtype(DType::F32)?;
+    // The gradient reaching the LoRA output and (DoRA) the extra gradient of `W x'`.
     let (g_lo, dx_base) = match (&lin.adapter, &saved.dora) {
         (Some(Adapter::Dora(d)), Some((scale, inv_n, base_d))) => {
             let lo = (mm_t(u, &det(&lora.b))? * lora.scaling)?; // [rows, out]

@@ -21,7 +21,8 @@ use candle_core::{Tensor, Var};
 /// Keep freed device memory in the CUDA pool (`crosslore_fused::keep_memory_pool`).
 pub use crosslore_fused::keep_memory_pool;
 pub use head::{
-    embedding_forward, head_forward_backward, shifted_targets, HeadOut, LOGITS_CHUNK_BYTES,
+    embedding_backward, embedding_forward, head_forward_backward, shifted_targets, HeadOut,
+    LOGITS_CHUNK_BYTES,
 };
 pub use layer::{layer_backward, layer_forward, LayerSaved};
 pub use linear::LinearSaved;

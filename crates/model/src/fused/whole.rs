@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use candle_core::{DType, Tensor};
 
 use super::{
-    embedding_forward, head_forward_backward, layer_backward, layer_forward, shifted_targets,
+    embedding_backward, embedding_forward, head_forward_backward, layer_backward, layer_forward,
+    shifted_targets,
 };
 use crate::error::{ModelError, Result};
 use crate::model::Llama;
@@ -55,17 +56,12 @@ pub fn model_loss_and_grads(
         map.insert(name, t);
     }
     if let Some(v) = model.embed.weight.var() {
-        let (b, s, h) = g.dims3()?;
         let name = "model.embed_tokens.weight";
         let base = match map.remove(name) {
             Some(t) => t,
             None => v.as_tensor().zeros_like()?,
         };
-        let flat = ids.flatten_all()?;
-        map.insert(
-            name.into(),
-            base.index_add(&flat, &g.reshape((b * s, h))?, 0)?,
-        );
+        map.insert(name.into(), embedding_backward(&base, ids, &g)?);
     }
     let mut out = Vec::new();
     for (name, _) in model.params() {
