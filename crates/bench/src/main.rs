@@ -21,14 +21,15 @@ commands:
                             (--tf32: f32 matmuls on TF32 tensor cores, CUDA only)
   p3 [--layers 32] [--shrink 1] [--reps 3] [--warmup 2] [--arms a,b,...] [--model llama2-7b|smollm2]
                             end-to-end bf16 training steps of every method (arms: crosslore-layerwise,
-                            crosslore, galore-steady, lora, dora, adamw, ...) at batch 4 x seq 512 of
-                            the LLaMA-2-7B shape: s/step, tokens/s, MFU, peak pool memory
+                            crosslore, galore-steady, lora, dora, adamw, ...) at batch 4 x seq
+                            512/shrink of the LLaMA-2-7B shape (smollm2: the SmolLM2-135M shape,
+                            batch 8, --layers ignored): s/step, tokens/s, MFU, peak pool memory
   model-check [--fixtures crates/model/tests/fixtures]
                             LLaMA forward/loss/grads, bf16 forward and 3 trainer steps of every
                             method on the device vs the CPU; exit 1 on FAIL
   fused-ops [--reps 20]     crosslore-fused CUDA kernels vs their CPU reference (f32, bf16), then
                             per-op timings at the 7B layer shape vs the copy floor; exit 1 on FAIL
-  layer [--reps 10] [--shrink 1]
+  layer [--reps 10] [--warmup 2] [--shrink 1]
                             one LLaMA-2-7B layer fwd and fwd+bwd, bf16, batch 4 x seq 512/shrink: the
                             fused block vs candle autograd, the head with its loss, gradient agreement
   htod                      host-to-device upload time of Tensor::from_vec by size
