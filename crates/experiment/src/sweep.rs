@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::error::{ExperimentError, Result};
-use crate::grid::{finished, remove_checkpoints, Cell};
+use crate::grid::{finished, remove_checkpoints, Cell, TimeBudget};
 use crate::plot::{lines, Series};
 use crate::spec::{method_name, Experiment, SelectBy};
 use crate::task_eval::evaluate_run_phase;
@@ -152,8 +152,7 @@ pub fn run(
     summarize_only: bool,
     time_budget_s: Option<f64>,
 ) -> Result<SweepReport> {
-    let t0 = std::time::Instant::now();
-    let (mut ran, mut longest) = (0usize, 0f64);
+    let mut budget = TimeBudget::new(time_budget_s);
     let spec = exp
         .spec
         .sweep
@@ -219,12 +218,7 @@ pub fn run(
             let run = match finished(&dir, &cfg) {
                 Some(r) => Some(r),
                 None if summarize_only => None,
-                // at least one run per call; then none that would likely end after the budget
-                None if ran > 0
-                    && time_budget_s.is_some_and(|b| t0.elapsed().as_secs_f64() + longest > b) =>
-                {
-                    None
-                }
+                None if !budget.allows_another() => None,
                 None => {
                     let tr = std::time::Instant::now();
                     if dir.exists() {
@@ -251,8 +245,7 @@ pub fn run(
                         source: Box::new(source),
                     })?;
                     remove_checkpoints(&dir)?;
-                    ran += 1;
-                    longest = longest.max(tr.elapsed().as_secs_f64());
+                    budget.record(tr.elapsed().as_secs_f64());
                     Some(r)
                 }
             };

@@ -95,6 +95,22 @@ fn lr_sweep_chooses_the_lowest_validation_loss() {
     )
     .unwrap();
     let out = tmp.path().join("out");
+    let read = || -> SweepReport {
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap()
+    };
+    // a zero time budget runs one (method, rate) per call and marks the sweep incomplete
+    run_experiment(
+        &spec,
+        &CommandOptions {
+            out: Some(out.clone()),
+            time_budget_s: Some(0.0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let partial = read();
+    assert_eq!(partial.points.len(), 1);
+    assert!(!partial.complete);
     run_experiment(
         &spec,
         &CommandOptions {
@@ -103,8 +119,8 @@ fn lr_sweep_chooses_the_lowest_validation_loss() {
         },
     )
     .unwrap();
-    let rep: SweepReport =
-        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    let rep = read();
+    assert!(rep.complete);
     assert_eq!(rep.points.len(), 4);
     assert_eq!(rep.validation_lines, 34, "20 % of the 170 training MRs");
     assert_eq!(rep.train_lines, 136);
