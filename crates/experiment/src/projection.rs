@@ -173,10 +173,15 @@ pub fn run(exp: &Experiment, out: &Path) -> Result<ProjectionReport> {
         msg: e.to_string(),
     })?;
     std::fs::write(&p, json).map_err(|e| ExperimentError::io(&p, "write", e))?;
-    let p = out.join("projection.md");
-    std::fs::write(&p, report.markdown()).map_err(|e| ExperimentError::io(&p, "write", e))?;
-    report.plots(&out.join("plots"))?;
+    write_views(&report, out)?;
     Ok(report)
+}
+
+/// `projection.md` and the plots of `report` into `out`.
+fn write_views(report: &ProjectionReport, out: &Path) -> Result<()> {
+    let md = out.join("projection.md");
+    std::fs::write(&md, report.markdown()).map_err(|e| ExperimentError::io(&md, "write", e))?;
+    report.plots(&out.join("plots"))
 }
 
 /// Re-reads `out/projection.json` and rewrites `projection.md` and the plots (no training).
@@ -188,9 +193,7 @@ pub fn rewrite(out: &Path) -> Result<ProjectionReport> {
             path: p.clone(),
             msg: e.to_string(),
         })?;
-    let md = out.join("projection.md");
-    std::fs::write(&md, report.markdown()).map_err(|e| ExperimentError::io(&md, "write", e))?;
-    report.plots(&out.join("plots"))?;
+    write_views(&report, out)?;
     Ok(report)
 }
 
