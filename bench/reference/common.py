@@ -44,8 +44,8 @@ def _import_galore():
 
 # REF_DEVICE=cpu REF_SHRINK=16 REF_LAYERS=1 give a seconds-long CPU smoke test of the scripts.
 DEVICE = os.environ.get("REF_DEVICE", "cuda")
-_S = int(os.environ.get("REF_SHRINK", "1"))
-HIDDEN, FFN, VOCAB, RANK = 4096 // _S, 11008 // _S, 32000 // _S, max(1, 128 // _S)
+SHRINK = int(os.environ.get("REF_SHRINK", "1"))
+HIDDEN, FFN, VOCAB, RANK = 4096 // SHRINK, 11008 // SHRINK, 32000 // SHRINK, max(1, 128 // SHRINK)
 LAYERS = int(os.environ.get("REF_LAYERS", "32"))
 
 
@@ -122,7 +122,7 @@ def synth_gradient(m, n, components=256, noise=0.01, device=None):
 
 
 def copy_bandwidth(nbytes=1 << 30):
-    nbytes //= _S * _S
+    nbytes //= SHRINK * SHRINK
     x = torch.empty(nbytes // 4, dtype=torch.float32, device=DEVICE)
     y = torch.empty_like(x)
     t, _ = median_time(lambda: y.copy_(x), 2, 10)
@@ -130,7 +130,7 @@ def copy_bandwidth(nbytes=1 << 30):
 
 
 def matmul_rate(m, k, n, dtype, reps=10):
-    m, k = max(1, m // _S), max(1, k // _S)
+    m, k = max(1, m // SHRINK), max(1, k // SHRINK)
     a = torch.randn(m, k, device=DEVICE).to(dtype)
     b = torch.randn(k, n, device=DEVICE).to(dtype)
     t, _ = median_time(lambda: a @ b, 2, reps)

@@ -13,15 +13,16 @@ REF_DEVICE=cpu REF_SHRINK=16 give a CPU smoke run.
 """
 import argparse
 import json
-import os
 import statistics
 
 import torch
 import torch.nn.functional as F
 
-DEVICE = os.environ.get("REF_DEVICE", "cuda")
-S_ = int(os.environ.get("REF_SHRINK", "1"))
-B, SEQ, HID, FFN, NH, VOCAB = 4, 512 // S_, 4096 // S_, 11008 // S_, max(1, 32 // S_), 32000 // S_
+from common import DEVICE, FFN, VOCAB, device_name
+from common import HIDDEN as HID
+from common import SHRINK as S_
+
+B, SEQ, NH = 4, 512 // S_, max(1, 32 // S_)
 D = HID // NH
 DT = torch.bfloat16
 WARMUP, REPS = 3, 10
@@ -76,7 +77,7 @@ def main():
 
     torch.manual_seed(0)
     rows = B * SEQ
-    res = {"device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu", "torch": torch.__version__,
+    res = {"device": device_name(), "torch": torch.__version__,
            "shape": {"batch": B, "seq": SEQ, "hidden": HID, "ffn": FFN, "heads": NH, "vocab": VOCAB}, "ops": {}}
     a = torch.randn(8192 // S_, 8192 // S_, device=DEVICE, dtype=DT)
     t = timed(lambda: a @ a)
