@@ -64,6 +64,14 @@ pub(crate) struct Fetched {
     rank: usize,
 }
 
+/// The `[k, k]` constants of every QR of one RSI, built once per RSI rather than per pass.
+struct Masks {
+    /// Ones on and below the diagonal, f64.
+    tril: Tensor,
+    /// The identity, f32.
+    eye: Tensor,
+}
+
 /// One Cholesky pass on the device: `y = Q R`; returns `Q: [m, k]` (f32) and `R^T` (f64, `[k, k]`,
 /// lower triangular), writing potrf's info into `info[slot]`.
 fn chol_pass(
@@ -71,14 +79,16 @@ fn chol_pass(
     cd: &CudaDevice,
     info: &mut CudaSlice<i32>,
     slot: usize,
+    masks: &Masks,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "rsi_device";
     let (m, k) = y.dims2()?;
     let stream = cd.cuda_stream();
     let y = y.contiguous()?;
     let gram = y.t()?.matmul(&y)?; // [k, k] f32, symmetric
-                                   // potrf (upper, column-major) of the f64 Gram matrix: G = U^T U. Row-major, the buffer's
-                                   // lower triangle is then U^T = R^T (its upper triangle keeps entries of G).
+
+    // potrf (upper, column-major) of the f64 Gram matrix: G = U^T U. Row-major, the buffer's
+    // lower triangle is then U^T = R^T (its upper triangle keeps entries of G).
     let mut a = copy_to_slice::<f64>(&gram.to_dtype(DType::F64)?, cd)?;
     let h = solver(cd)?;
     let ki = to_i32(op, k)?;
@@ -116,8 +126,9 @@ fn chol_pass(
         .map_err(|e| cu_err("potrf", e))?;
     }
     let buf = wrap(a, cd, (k, k));
-    let r_t = buf.mul(&Tensor::tril2(k, DType::F64, y.device())?)?; // R^T, [k, k]
-                                                                    // Q = Y R^{-1}: row-major Y [m, k] is column-major Y^T (k x m, ld k); solve R^T X = Y^T.
+    let r_t = buf.mul(&masks.tril)?; // R^T, [k, k]
+
+    // Q = Y R^{-1}: row-major Y [m, k] is column-major Y^T (k x m, ld k); solve R^T X = Y^T.
     let u32c = buf.to_dtype(DType::F32)?; // column-major U in its upper triangle
     let mut q = copy_to_slice::<f32>(&y, cd)?;
     let blas = blas(cd)?;
@@ -157,12 +168,11 @@ fn chol_qr2(
     info: &mut CudaSlice<i32>,
     slot: usize,
     deviations: &mut Vec<Tensor>,
+    masks: &Masks,
 ) -> Result<(Tensor, Tensor)> {
-    let (q1, r1_t, _) = chol_pass(y, cd, info, slot)?;
-    let (q2, r2_t, g2) = chol_pass(&q1, cd, info, slot + 1)?;
-    let k = g2.dims()[0];
-    let eye = Tensor::eye(k, DType::F32, y.device())?;
-    deviations.push(g2.sub(&eye)?.sqr()?.sum_all()?.reshape(1)?);
+    let (q1, r1_t, _) = chol_pass(y, cd, info, slot, masks)?;
+    let (q2, r2_t, g2) = chol_pass(&q1, cd, info, slot + 1, masks)?;
+    deviations.push(g2.sub(&masks.eye)?.sqr()?.sum_all()?.reshape(1)?);
     // y = q1 R1 = q2 R2 R1, so R^T = R1^T R2^T.
     Ok((q2, r1_t.matmul(&r2_t)?))
 }
@@ -189,19 +199,24 @@ pub(crate) fn start(
         .alloc_zeros::<i32>(info_slots(q))
         .map_err(|e| cu_err("alloc", e))?;
     let mut devs = Vec::with_capacity(2 * q + 2);
+    let k = omega.dims2()?.1; // every QR below factors an [*, k] matrix
+    let masks = Masks {
+        tril: Tensor::tril2(k, DType::F64, a.device())?,
+        eye: Tensor::eye(k, DType::F32, a.device())?,
+    };
     let mul = |x: &Tensor| crate::rsi::product(a, transposed, x);
     let t_mul = |x: &Tensor| crate::rsi::product(a, !transposed, x);
     let mut slot = 0;
-    let (mut qm, _) = chol_qr2(&mul(omega)?, cd, &mut info, slot, &mut devs)?; // [m_s, k]
+    let (mut qm, _) = chol_qr2(&mul(omega)?, cd, &mut info, slot, &mut devs, &masks)?; // [m_s, k]
     slot += 2;
     for _ in 0..q {
-        let (qz, _) = chol_qr2(&t_mul(&qm)?, cd, &mut info, slot, &mut devs)?; // [n_s, k]
+        let (qz, _) = chol_qr2(&t_mul(&qm)?, cd, &mut info, slot, &mut devs, &masks)?; // [n_s, k]
         slot += 2;
-        qm = chol_qr2(&mul(&qz)?, cd, &mut info, slot, &mut devs)?.0; // [m_s, k]
+        qm = chol_qr2(&mul(&qz)?, cd, &mut info, slot, &mut devs, &masks)?.0; // [m_s, k]
         slot += 2;
     }
     let bt = t_mul(&qm)?; // B^T = A^T Q: [n_s, k]
-    let (q_b, r_b_t) = chol_qr2(&bt, cd, &mut info, slot, &mut devs)?;
+    let (q_b, r_b_t) = chol_qr2(&bt, cd, &mut info, slot, &mut devs, &masks)?;
     Ok(Pending {
         q_b,
         r_b_t,
