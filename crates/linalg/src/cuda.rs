@@ -1,7 +1,8 @@
 //! cuSOLVER paths for tensors on a CUDA device (feature `cuda`): the exact thin SVD behind
 //! [`crate::svd`] (GaLore's projector, DESIGN.md §1.1) and the Householder thin QR behind
-//! [`crate::qr`]'s fallback. Everything else in this crate (CholeskyQR2, RSI, cross-head Gram
-//! subspaces) is candle products plus small host factorizations and needs no CUDA-specific code.
+//! [`crate::qr`]'s fallback, and the handles and buffer helpers that `rsi_cuda` (the
+//! device-resident RSI) shares. The rest (CholeskyQR2 on the host path, cross-head Gram
+//! subspaces) is candle products plus small host factorizations.
 //!
 //! Layout: candle tensors are row-major, cuSOLVER is column-major. A contiguous row-major
 //! `[r, c]` buffer is the column-major `c x r` matrix, i.e. the transpose; no data is reordered

@@ -5,9 +5,9 @@
 //!
 //! Large Gaussian test matrices (RSI's `Omega`) come from a *counter-based* stream instead
 //! ([`counter_normal`]): entry `i` of the stream with key `key` is a pure function of `(key, i)`,
-//! so a CUDA kernel draws the same numbers on the device (`crate::cuda::counter_normal_fill`)
-//! without a host draw or upload. The key is one `next_u64()` of the sequential [`Rng`], so the
-//! saved state stays the four `u64`s and resume stays bit-identical on each device.
+//! so a CUDA kernel draws the same numbers on the device (`kernels::counter_normal`, feature
+//! `cuda`) without a host draw or upload. The key is one `next_u64()` of the sequential [`Rng`],
+//! so the saved state stays the four `u64`s and resume stays bit-identical on each device.
 
 use serde::{Deserialize, Serialize};
 

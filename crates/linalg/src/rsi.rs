@@ -47,8 +47,9 @@ pub fn sketch_width(rank: usize, cfg: &RsiConfig, m: usize, n: usize) -> usize {
 /// `[m, rank]` (Left), orthonormal columns, on `a`'s device. `warm`: a previous projector of the
 /// same side whose columns replace the first columns of the Gaussian test matrix.
 ///
-/// HMT Alg. 4.4 (Right side, `k = min(r + p, m, n)`): `Omega: [n, k]` Gaussian from `rng`
-/// (row-major draw order, so identical on every device), `Q = qr(A Omega)`; `q` times:
+/// HMT Alg. 4.4 (Right side, `k = min(r + p, m, n)`): `Omega: [n, k]` Gaussian, the
+/// counter-based stream keyed by one draw of `rng` ([`gaussian`]: drawn on `a`'s device, equal on
+/// CPU and CUDA to within 1 f32 ulp), `Q = qr(A Omega)`; `q` times:
 /// `Q_z = qr(A^T Q)`, `Q = qr(A Q_z)`; then the top-r right vectors of `B = Q^T A` (module docs).
 /// Cost: `(2q + 2)` products of `2 m n k` flops plus `O((m + n) k^2)` for the QRs.
 /// Errors: `rank` 0 or above `min(m, n)`, non-2-D or non-float input, NaN/Inf in `a` or `warm`,

@@ -28,9 +28,10 @@ pub(crate) fn any_nonfinite(g: &Tensor) -> Result<Option<bool>> {
 }
 
 /// The low-rank commit of [`Advanced::commit`] on CUDA: `U = project_back(N)` (one GEMM into a
-/// dense buffer of the weight's dtype), then ONE elementwise pass `W = (W - c U) d` on the weight in its own dtype
-/// (`c = step_size * scale`, `d = 1 - lr * wd`), then the residual scatter at `L` with
-/// coefficient `coef * d` (the CPU path applies it before the decay; equal up to rounding).
+/// dense buffer of the weight's dtype), then ONE elementwise pass `W = (W - c U) d` on the weight
+/// in its own dtype (`c = step_size * scale`, `d = 1 - lr * wd`), then the residual scatter at
+/// `L` with coefficient `coef * d` (the CPU path applies it before the decay; equal up to
+/// rounding).
 /// Returns `false` (nothing done) when not applicable: not on CUDA, unprojected, or the weight
 /// is not a contiguous f32/bf16 tensor.
 pub(crate) fn commit_lowrank(
