@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use crate::error::{Result, TrainError};
 
 /// `<dir>.<suffix>` next to `dir`.
-pub(crate) fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{suffix}"));
     dir.with_file_name(name)
 }
 
 /// Best effort: directory fsync is not supported on every file system.
-pub(crate) fn sync_dir(dir: &Path) {
+fn sync_dir(dir: &Path) {
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
