@@ -237,8 +237,9 @@ impl ExperimentSummary {
             "Model `{}`, {} steps (epochs {} when 0), batch {} x accum {}, max_len {}, {} \
              schedule, warm-up {}, update_interval {}, scale {}, device {:?}, dtype {:?}. \
              Values: mean ± sample std over seeds (n in the seeds column). Time: mean wall \
-             time per optimizer step; refresh s: seconds in projection refreshes per run. Memory: the run's accounting (weights + gradient peak + \
-             optimizer state + activation estimate) and the optimizer state alone.\n",
+             time per optimizer step; refresh s: seconds in projection refreshes per run. \
+             Memory: the run's accounting (weights + gradient peak + optimizer state + \
+             activation estimate) and the optimizer state alone.\n",
             b.model,
             b.max_steps,
             b.epochs,
@@ -262,7 +263,8 @@ impl ExperimentSummary {
         }
         let _ = writeln!(
             s,
-            " final train loss | held-out loss | s/step | refresh s | optimizer state MiB | est. peak MiB |"
+            " final train loss | held-out loss | s/step | refresh s | optimizer state MiB | \
+             est. peak MiB |"
         );
         let _ = writeln!(s, "|{}", "---|".repeat(5 + cols.len() + 6));
         for g in &self.groups {
