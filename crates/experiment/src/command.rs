@@ -92,3 +92,17 @@ pub fn run_experiment(spec: &Path, opts: &CommandOptions) -> Result<PathBuf> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_shard;
+
+    #[test]
+    fn shard_arguments() {
+        assert_eq!(parse_shard("0/1"), Some((0, 1)));
+        assert_eq!(parse_shard(" 2 / 3 "), Some((2, 3)));
+        for bad in ["1/1", "0/0", "3/2", "1", "a/2", "1/b", "-1/2", ""] {
+            assert_eq!(parse_shard(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,13 +1,13 @@
 //! A tiny grid end to end on the tiny model (seconds): every cell runs into its own folder, the
 //! summary's numbers equal the per-run results, the group statistics equal mean and sample std
 //! computed here, finished cells are skipped on a second call (and only a removed one re-runs),
-//! and the plots are PNG files.
+//! the plots are PNG files, and shards split the cells between processes.
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use crosslore_experiment::grid::{cell_dir, cells};
+use crosslore_experiment::grid::{cell_dir, cells, shard_of};
 use crosslore_experiment::summary::ExperimentSummary;
 use crosslore_experiment::{run_experiment, CommandOptions, Experiment};
 use crosslore_train::RunSummary;
@@ -205,4 +205,41 @@ fn time_budget_leaves_cells_pending_and_the_summary_lists_them() {
     assert!(std::fs::read_to_string(out.join("summary.md"))
         .unwrap()
         .contains("Not run"));
+}
+
+#[test]
+fn shards_run_disjoint_cells_and_summarize_only_joins_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("tiny");
+    common::write_tiny_folder(&model);
+    let spec = tmp.path().join("tiny.toml");
+    std::fs::write(&spec, spec_text(&model)).unwrap();
+    let out = tmp.path().join("out");
+    let exp = Experiment::from_file(&spec).unwrap();
+    let all = cells(&exp);
+    let opts = |shard, summarize_only| CommandOptions {
+        out: Some(out.clone()),
+        shard,
+        summarize_only,
+        ..Default::default()
+    };
+    let done = || -> Vec<bool> {
+        all.iter()
+            .map(|c| cell_dir(&exp, &out, c).join("summary.json").is_file())
+            .collect()
+    };
+    // shard 0 of 2 runs exactly its own cells and writes no summary
+    run_experiment(&spec, &opts(Some((0, 2)), false)).unwrap();
+    let want: Vec<bool> = all.iter().map(|c| shard_of(c, 2) == 0).collect();
+    assert!(want.contains(&true) && want.contains(&false), "{want:?}");
+    assert_eq!(done(), want);
+    assert!(!out.join("summary.json").exists());
+    // shard 1 of 2 runs the rest; a summarize-only call then sees every cell
+    run_experiment(&spec, &opts(Some((1, 2)), false)).unwrap();
+    assert!(done().iter().all(|&d| d));
+    run_experiment(&spec, &opts(None, true)).unwrap();
+    let s: ExperimentSummary =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s.cells.len(), 9);
+    assert!(s.missing.is_empty(), "{:?}", s.missing);
 }
