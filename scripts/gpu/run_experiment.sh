@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Issue 6 on the device machine: experiment specs through `crosslore-bench experiment` (the CUDA
 # binary; the root `crosslore` package's CUDA build would rebuild candle-kernels, see
-# docs/DEVELOPING.md). The 98 MB SmolLM2 GGUF travels in two calls made back to back while the
+# docs/DEVELOPING.md). The 98 MB SmolLM2 GGUF travels in three calls made back to back while the
 # machine is warm (../shared/gpu/README.md); `scripts/gpu/prepare_experiment.sh` makes the parts
 # and packs the binary here. Then, from the repository root on the device:
 #   run(command="bash scripts/gpu/run_experiment.sh stage", carry=[".devexp-a"])            # part A
-#   run(command="bash scripts/gpu/run_experiment.sh run 500 SPEC...", carry=[".devexp-b", ".devexp-bin"])
+#   run(command="bash scripts/gpu/run_experiment.sh stage", carry=[".devexp-b"])            # part B
+#   run(command="PRECHECK=1 bash scripts/gpu/run_experiment.sh run 500 SPEC...",
+#       carry=[".devexp-c", ".devexp-bin", ".devexp-state"])                                  # part C
 #   run(command="bash scripts/gpu/run_experiment.sh run 500 SPEC...")                       # later calls
+# PRECHECK=1 runs gpu-check and model-check with the carried binary first and stops on a FAIL.
 #   run(command="bash scripts/gpu/run_experiment.sh par 8 300 SPEC...")   # 8 processes, 300 s
 # `run BUDGET SPEC...` runs the specs in order, starting no new grid cell after BUDGET seconds in
 # all (finished cells stay on the machine in /dev/shm/exp, in memory, where each run's final
@@ -24,9 +27,18 @@ mkdir -p "$OUT" "$STAGE"
 exec > >(tee -a "$OUT/experiment.log") 2>&1
 cmd=${1:-}
 shift || true
+# every carried part (.devexp-*/model.partNN) is kept in $STAGE until the model is whole
+stage_parts() {
+  local p n=0
+  for p in .devexp-*/model.part*; do
+    [ -f "$p" ] && cp "$p" "$STAGE/${p##*/}" && n=$((n + 1))
+  done
+  echo "$n part(s) staged"; ls -l "$STAGE"
+}
 if [ "$cmd" = stage ]; then
-  cp .devexp-a/model.part00 "$STAGE/part00" && ls -l "$STAGE" && exit 0
-  echo "FAILED: no .devexp-a/model.part00 (carry .devexp-a)"; exit 2
+  stage_parts
+  ls "$STAGE"/model.part* > /dev/null 2>&1 && exit 0
+  echo "FAILED: no .devexp-*/model.part* (carry .devexp-a, then .devexp-b)"; exit 2
 fi
 case "$cmd" in
   run) nproc=1 ;;
@@ -36,15 +48,25 @@ esac
 budget=$1; shift
 t0=$SECONDS
 if [ ! -f "$STAGE/model.gguf" ]; then
-  [ -f "$STAGE/part00" ] || { echo "FAILED: part A is gone (the machine went back): stage again"; exit 3; }
-  [ -f .devexp-b/model.part01 ] || { echo "FAILED: carry .devexp-b (part B)"; exit 3; }
-  cat "$STAGE/part00" .devexp-b/model.part01 > "$STAGE/model.gguf"
-  echo "$SHA  $STAGE/model.gguf" | sha256sum -c || { rm -f "$STAGE/model.gguf"; exit 3; }
+  stage_parts
+  cat "$STAGE"/model.part* > "$STAGE/model.gguf"
+  echo "$SHA  $STAGE/model.gguf" | sha256sum -c \
+    || { rm -f "$STAGE/model.gguf"; echo "FAILED: parts missing (the machine went back?): stage again"; exit 3; }
+  rm -f "$STAGE"/model.part*
 fi
 if [ -f .devexp-bin/crosslore-bench.xz ]; then
   xz -dc .devexp-bin/crosslore-bench.xz > "$STAGE/crosslore-bench" && chmod +x "$STAGE/crosslore-bench"
 fi
 [ -x "$STAGE/crosslore-bench" ] || { echo "FAILED: no binary (carry .devexp-bin)"; exit 3; }
+# PRECHECK=1: this binary's GPU-vs-CPU checks first (~40 s); any FAIL stops before the budget is spent
+if [ "${PRECHECK:-0}" = 1 ] && [ ! -e "$STAGE/.prechecked" ]; then
+  for c in gpu-check model-check; do
+    "$STAGE/crosslore-bench" --device cuda $c --json "$OUT/$c.json" > "$OUT/$c.log" 2>&1
+    rc=$?; tail -2 "$OUT/$c.log"
+    if [ $rc != 0 ] || grep -q "^FAIL" "$OUT/$c.log"; then echo "FAILED: $c (exit $rc)"; grep "^FAIL" "$OUT/$c.log" | head; exit 4; fi
+  done
+  touch "$STAGE/.prechecked"
+fi
 mkdir -p .cache/models /dev/shm/exp
 # a fresh machine: results of an earlier machine (a results.tgz carried in .devexp-state) come back
 if [ -f .devexp-state/results.tgz ] && [ ! -e /dev/shm/exp/.restored ]; then
