@@ -199,3 +199,135 @@ extern "C" __global__ void lowrank_adam_f32(const float* r, const float* m, cons
         nn[i] = mi / (sqrtf(vi) + eps);
     }
 }
+
+// ---- exact top-k of |x| by flat index (crates/linalg/src/topk.rs, src/topk_cuda.rs) ----
+// Key: bits(|v|) + 1 for non-NaN v (monotone in |v|), 0 for NaN; ranked by (key desc, index asc).
+// Radix select of the threshold key T (two 65536-bin histograms, host picks the bins), then a
+// stable compaction that writes, in index order, every key > T and the first `need` keys == T.
+#define TOPK_NONE 0xffffffffu
+
+__device__ __forceinline__ uint32_t topk_key(float v) {
+    uint32_t u = __float_as_uint(v) & 0x7fffffffu;
+    return u > 0x7f800000u ? 0u : u + 1u;
+}
+
+// hist[bin] += number of lanes of this warp with this bin (bin TOPK_NONE: no element).
+__device__ __forceinline__ void topk_warp_count(uint32_t* hist, uint32_t bin, int lane) {
+    uint32_t peers = __match_any_sync(0xffffffffu, bin);
+    if (bin != TOPK_NONE && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], (uint32_t)__popc(peers));
+}
+
+// hist[key >> 16] counts (hist: 65536 zeroed u32). Warp-uniform loop (blockDim a multiple of 32).
+extern "C" __global__ void topk_hist_hi_f32(const float* x, uint64_t n, uint32_t* hist) {
+    int lane = threadIdx.x & 31;
+    uint64_t warp = (blockIdx.x * (uint64_t)blockDim.x + threadIdx.x) >> 5;
+    uint64_t warps = ((uint64_t)gridDim.x * blockDim.x) >> 5;
+    for (uint64_t base = warp * 32; base < n; base += warps * 32) {
+        uint64_t i = base + lane;
+        topk_warp_count(hist, i < n ? topk_key(x[i]) >> 16 : TOPK_NONE, lane);
+    }
+}
+
+// hist[key & 0xffff] counts among the keys with key >> 16 == hi (hist: 65536 zeroed u32).
+extern "C" __global__ void topk_hist_lo_f32(const float* x, uint64_t n, uint32_t hi, uint32_t* hist) {
+    int lane = threadIdx.x & 31;
+    uint64_t warp = (blockIdx.x * (uint64_t)blockDim.x + threadIdx.x) >> 5;
+    uint64_t warps = ((uint64_t)gridDim.x * blockDim.x) >> 5;
+    for (uint64_t base = warp * 32; base < n; base += warps * 32) {
+        uint64_t i = base + lane;
+        uint32_t bin = TOPK_NONE;
+        if (i < n) {
+            uint32_t key = topk_key(x[i]);
+            if ((key >> 16) == hi) bin = key & 0xffffu;
+        }
+        topk_warp_count(hist, bin, lane);
+    }
+}
+
+// [start, end) of block b's chunk.
+__device__ __forceinline__ void topk_chunk(uint64_t n, uint64_t chunk, uint64_t* start, uint64_t* end) {
+    uint64_t s = blockIdx.x * chunk;
+    *start = s < n ? s : n;
+    *end = s + chunk < n ? s + chunk : n;
+}
+
+// gt[b], eq[b] = number of keys > thr, == thr in block b's chunk. Block: 256 threads or fewer.
+extern "C" __global__ void topk_block_counts_f32(const float* x, uint64_t n, uint64_t chunk, uint32_t thr,
+                                                 uint32_t* gt, uint32_t* eq) {
+    __shared__ uint32_t sg[32], se[32];
+    uint64_t start, end;
+    topk_chunk(n, chunk, &start, &end);
+    uint32_t g = 0, e = 0;
+    for (uint64_t i = start + threadIdx.x; i < end; i += blockDim.x) {
+        uint32_t key = topk_key(x[i]);
+        g += key > thr;
+        e += key == thr;
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        g += __shfl_down_sync(0xffffffffu, g, o);
+        e += __shfl_down_sync(0xffffffffu, e, o);
+    }
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    if (lane == 0) {
+        sg[wid] = g;
+        se[wid] = e;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        uint32_t G = 0, E = 0;
+        for (int w = 0; w < nw; ++w) {
+            G += sg[w];
+            E += se[w];
+        }
+        gt[blockIdx.x] = G;
+        eq[blockIdx.x] = E;
+    }
+}
+
+// Stable compaction: block b walks its chunk in tiles of blockDim (a multiple of 32) elements; a
+// block-wide exclusive scan of the packed pair (key > thr) << 32 | (key == thr) gives each
+// element gt_before / eq_before (counts at smaller flat indices, from the block bases gt_base[b],
+// eq_base[b]). Selected: key > thr, or key == thr with eq_before < need; written to
+// out[gt_before + min(eq_before, need)] (topk.rs `out_slot`), so out is sorted by index.
+extern "C" __global__ void topk_write_f32(const float* x, uint64_t n, uint64_t chunk, uint32_t thr, uint32_t need,
+                                          const uint32_t* gt_base, const uint32_t* eq_base, uint32_t* out) {
+    __shared__ unsigned long long warp_incl[32];
+    const unsigned full = 0xffffffffu;
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    uint64_t start, end;
+    topk_chunk(n, chunk, &start, &end);
+    uint64_t gt_run = gt_base[blockIdx.x], eq_run = eq_base[blockIdx.x];
+    for (uint64_t t0 = start; t0 < end; t0 += blockDim.x) {
+        uint64_t i = t0 + threadIdx.x;
+        bool g = false, e = false;
+        if (i < end) {
+            uint32_t key = topk_key(x[i]);
+            g = key > thr;
+            e = key == thr;
+        }
+        unsigned long long v = ((unsigned long long)g << 32) | (unsigned long long)e;
+        unsigned long long incl = v;
+        for (int o = 1; o < 32; o <<= 1) {
+            unsigned long long y = __shfl_up_sync(full, incl, o);
+            if (lane >= o) incl += y;
+        }
+        if (lane == 31) warp_incl[wid] = incl;
+        __syncthreads();
+        if (wid == 0) {
+            unsigned long long w = lane < nw ? warp_incl[lane] : 0ull;
+            for (int o = 1; o < 32; o <<= 1) {
+                unsigned long long y = __shfl_up_sync(full, w, o);
+                if (lane >= o) w += y;
+            }
+            if (lane < nw) warp_incl[lane] = w; // inclusive over the warps of the tile
+        }
+        __syncthreads();
+        unsigned long long before = incl - v + (wid > 0 ? warp_incl[wid - 1] : 0ull);
+        unsigned long long total = warp_incl[nw - 1];
+        uint64_t gb = gt_run + (before >> 32), eb = eq_run + (before & 0xffffffffull);
+        if (g || (e && eb < need)) out[gb + (eb < need ? eb : (uint64_t)need)] = (uint32_t)i;
+        gt_run += total >> 32;
+        eq_run += total & 0xffffffffull;
+        __syncthreads(); // warp_incl is rewritten by the next tile
+    }
+}

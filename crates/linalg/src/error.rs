@@ -11,6 +11,9 @@ pub enum LinalgError {
     NonFinite { op: &'static str },
     #[error("{op} failed to converge: {msg}")]
     NoConvergence { op: &'static str, msg: String },
+    /// An internal invariant failed, e.g. device counts that do not add up (a kernel fault).
+    #[error("{op}: inconsistent internal state: {msg}")]
+    Inconsistent { op: &'static str, msg: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -14,8 +14,8 @@ use cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
 
 use crate::{LinalgError, Result};
 
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/crosslore.ptx"));
-const MODULE: &str = "crosslore_kernels";
+pub(crate) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/crosslore.ptx"));
+pub(crate) const MODULE: &str = "crosslore_kernels";
 
 fn err(what: &str, e: impl std::fmt::Debug) -> LinalgError {
     LinalgError::Candle(candle_core::Error::Msg(format!(
@@ -60,7 +60,7 @@ pub fn ptr(op: &'static str, t: &Tensor, cd: &CudaDevice) -> Result<u64> {
     Ok(p)
 }
 
-fn grid(threads: u64) -> LaunchConfig {
+pub(crate) fn grid(threads: u64) -> LaunchConfig {
     const BLOCK: u64 = 256;
     // Grid-stride kernels: enough blocks to fill an H200 (132 SMs) several times over.
     let blocks = threads.div_ceil(BLOCK).clamp(1, 132 * 32) as u32;

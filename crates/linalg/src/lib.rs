@@ -7,6 +7,8 @@
 //! - [`rsi`]: randomized subspace iteration (Halko, Martinsson, Tropp 2011, Alg. 4.4).
 //! - [`svd`]: exact thin SVD and the exact top-r subspace (GaLore's projector).
 //! - [`rng`]: seeded, serializable random numbers.
+//! - [`topk`]: exact top-k of `|x|` by flat index (the sparse residual's index set, paper
+//!   Sec. 4.2.2), on the tensor's device.
 //!
 //! Dtype policy: the working precision is f32 (galore-torch calls `.float()` before its SVD).
 //! f16/bf16/f64 inputs are converted to f32 and results are f32; integer dtypes are rejected.
@@ -33,6 +35,9 @@ pub mod rsi;
 #[cfg(feature = "cuda")]
 mod rsi_cuda;
 pub mod svd;
+pub mod topk;
+#[cfg(feature = "cuda")]
+mod topk_cuda;
 mod validate;
 
 pub use error::{LinalgError, Result};

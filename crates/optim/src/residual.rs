@@ -298,8 +298,10 @@ pub struct SparseResidual {
 impl SparseResidual {
     /// Selects `L` = the top `round(ratio * m * n)` positions of `|project_back(M')|` (paper
     /// Sec. 4.2.2), `dM = dV = 0`. Ties in magnitude go to the smaller flat index; NaN counts as
-    /// the smallest magnitude. The dense `|project_back(M')|` is formed once and ranked on the
-    /// host (O(m n) selection); the result lives on `m_lowrank`'s device.
+    /// the smallest magnitude. The dense `project_back(M')` is formed once on `m_lowrank`'s device
+    /// and ranked there by [`crosslore_linalg::topk::topk_abs_indices`] (on CUDA a device radix
+    /// select, so the dense matrix never reaches the host; on the CPU a host selection; both give
+    /// the same indices for the same dense values). The result lives on `m_lowrank`'s device.
     pub fn select(m_lowrank: &Tensor, p: &Tensor, side: Side, ratio: f64) -> Result<Self> {
         ResidualConfig {
             ratio,
@@ -327,33 +329,18 @@ impl SparseResidual {
         }
         let dev = m_lowrank.device();
         let k = index_len(ratio, total);
-        let mut index: Vec<u32> = if k == 0 {
-            Vec::new()
+        let index = if k == 0 {
+            Tensor::zeros(0, DType::U32, dev)?
         } else {
             let a = a.to_dtype(DType::F32)?;
             let b = b.to_dtype(DType::F32)?;
-            // [rows, cols] dense reconstruction, the only dense buffer, once per selection.
-            let mag: Vec<f32> = a.matmul(&b.t()?)?.abs()?.flatten_all()?.to_vec1()?;
-            let key = |i: u32| {
-                let v = mag[i as usize];
-                if v.is_nan() {
-                    f32::NEG_INFINITY
-                } else {
-                    v
-                }
-            };
-            let mut all: Vec<u32> = (0..total as u32).collect();
-            let desc = |x: &u32, y: &u32| key(*y).total_cmp(&key(*x)).then(x.cmp(y));
-            if k < total {
-                all.select_nth_unstable_by(k - 1, desc);
-                all.truncate(k);
-            }
-            all
+            // [rows, cols] dense reconstruction, the only dense buffer, once per selection; ranked
+            // on its own device (no dense host copy on CUDA).
+            crosslore_linalg::topk::topk_abs_indices(&a.matmul(&b.t()?)?, k)?
         };
-        index.sort_unstable();
-        let len = index.len();
+        let len = index.dims1()?;
         Ok(Self {
-            index: Tensor::from_vec(index, len, dev)?,
+            index,
             dm: Tensor::zeros(len, DType::F32, dev)?,
             dv: Tensor::zeros(len, DType::F32, dev)?,
             rows,
