@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{OptimError, Result};
 use crate::state::{self, OptimizerKind, SavedMeta};
-use crate::{check_grad, commit_weight, tensor_bytes};
+use crate::{check_grad_raw, check_grads_raw, commit_weight, tensor_bytes};
 use crate::{ParamOptimizer, StateBytes, StepInfo};
 
 /// Hyper-parameters; defaults are `torch.optim.AdamW`'s.
@@ -147,17 +147,18 @@ impl AdamW {
     /// 22 bytes per bf16 element, plus a 2-byte finiteness pass over `G`), for a contiguous f32 or
     /// bf16 weight on CUDA with a gradient of the same dtype. `None`: not applicable, the caller
     /// runs the candle-op path (same formula; CPU twin checked by `crosslore-bench gpu-check`).
-    fn step_fused(&mut self, name: &str, var: &Var, grad: &Tensor) -> Result<Option<StepInfo>> {
+    /// `g`: the gradient as [`crate::check_grad_raw`] returns it (checked, detached).
+    fn step_fused(&mut self, name: &str, var: &Var, g: &Tensor) -> Result<Option<StepInfo>> {
         use crosslore_linalg::kernels;
         let w = var.as_tensor();
         if !w.device().is_cuda()
             || !w.is_contiguous()
-            || grad.dtype() != w.dtype()
+            || !g.is_contiguous()
+            || g.dtype() != w.dtype()
             || !matches!(w.dtype(), DType::F32 | DType::BF16)
         {
             return Ok(None);
         }
-        let g = crate::check_grad_raw(name, var, grad)?;
         let (step, m, v) = match self.states.get(name) {
             Some(s) => (s.step, s.exp_avg.clone(), s.exp_avg_sq.clone()),
             None => {
@@ -180,18 +181,21 @@ impl AdamW {
             inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
             eps: c.eps as f32,
         };
-        kernels::adamw(w, &g, &m, &v, &s)?;
+        kernels::adamw(w, g, &m, &v, &s)?;
         Ok(Some(self.record(name, t, m, v)))
     }
 }
 
-impl ParamOptimizer for AdamW {
-    fn step_param(&mut self, name: &str, var: &Var, grad: &Tensor) -> Result<StepInfo> {
+impl AdamW {
+    /// The step of `name` with a gradient already checked by [`check_grad_raw`] (shape,
+    /// finiteness; detached, f32 or bf16): the fused CUDA step where it applies, else the
+    /// candle-op path in f32.
+    fn step_checked(&mut self, name: &str, var: &Var, g: Tensor) -> Result<StepInfo> {
         #[cfg(feature = "cuda")]
-        if let Some(info) = self.step_fused(name, var, grad)? {
+        if let Some(info) = self.step_fused(name, var, &g)? {
             return Ok(info);
         }
-        let g = check_grad(name, var, grad)?;
+        let g = g.to_dtype(DType::F32)?;
         let c = &self.cfg;
         let (step, m, v) = match self.states.get(name) {
             Some(s) => (s.step, s.exp_avg.clone(), s.exp_avg_sq.clone()),
@@ -215,6 +219,26 @@ impl ParamOptimizer for AdamW {
         let w = (w - m.div(&denom)?.affine(c.lr / bc1, 0.0)?)?;
         commit_weight(var, &w)?;
         Ok(self.record(name, t, m, v))
+    }
+}
+
+impl ParamOptimizer for AdamW {
+    fn step_param(&mut self, name: &str, var: &Var, grad: &Tensor) -> Result<StepInfo> {
+        let g = check_grad_raw(name, var, grad)?;
+        self.step_checked(name, var, g)
+    }
+
+    /// Batched: every gradient is checked first, on CUDA in ONE finiteness synchronisation for
+    /// all of them ([`check_grads_raw`]; the loop synchronises once per parameter), so a NaN/Inf
+    /// gradient anywhere leaves every parameter and state untouched; then each parameter's step
+    /// in order. Same results as the loop of [`Self::step_param`].
+    fn step_params(&mut self, items: &[(&str, &Var, &Tensor)]) -> Result<Vec<StepInfo>> {
+        let gs = check_grads_raw(items)?;
+        items
+            .iter()
+            .zip(gs)
+            .map(|(&(name, var, _), g)| self.step_checked(name, var, g))
+            .collect()
     }
 
     fn state_bytes(&self) -> StateBytes {

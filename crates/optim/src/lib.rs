@@ -119,12 +119,6 @@ pub trait ParamOptimizer {
     }
 }
 
-/// Checks the gradient shape against the weight and that it is finite; returns the detached
-/// gradient as f32 ([`check_grad_raw`] converted).
-pub(crate) fn check_grad(name: &str, var: &Var, grad: &Tensor) -> Result<Tensor> {
-    Ok(check_grad_raw(name, var, grad)?.to_dtype(DType::F32)?)
-}
-
 fn non_finite(name: &str) -> OptimError {
     OptimError::NonFinite {
         param: name.to_string(),

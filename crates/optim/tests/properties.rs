@@ -792,11 +792,59 @@ fn galore_step_params_equals_the_step_param_loop_bit_identically() -> Result<()>
     Ok(())
 }
 
+/// AdamW's `step_params` (all gradients checked first, one finiteness sync on CUDA) equals its
+/// `step_param` loop bit for bit: weights, step infos and saved state, f32 and bf16 weights.
+#[test]
+fn adamw_step_params_equals_the_step_param_loop_bit_identically() -> Result<()> {
+    for dtype in [DType::F32, DType::BF16] {
+        let params = batch_params(&mut Rng::new(27))?
+            .into_iter()
+            .map(|(n, v)| Ok((n, Var::from_tensor(&v.as_tensor().to_dtype(dtype)?)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let copy = clone_params(&params)?;
+        let cfg = AdamWConfig {
+            lr: 1e-2,
+            weight_decay: 0.1,
+            ..Default::default()
+        };
+        let mut a = AdamW::with_params(params.clone(), cfg.clone())?;
+        let mut b = AdamW::with_params(copy.clone(), cfg)?;
+        for g in &grads(&params, 4, 28)? {
+            let g = g
+                .iter()
+                .map(|g| Ok(g.to_dtype(dtype)?))
+                .collect::<Result<Vec<_>>>()?;
+            let ia = params
+                .iter()
+                .zip(&g)
+                .map(|((n, v), g)| Ok(a.step_param(n, v, g)?))
+                .collect::<Result<Vec<_>>>()?;
+            assert_eq!(ia, step_all(&mut b, &copy, &g)?, "{dtype:?}");
+        }
+        for ((n, va), (_, vb)) in params.iter().zip(&copy) {
+            let f = |v: &Var| bits(&v.as_tensor().to_dtype(DType::F32)?);
+            assert_eq!(f(va)?, f(vb)?, "{n} {dtype:?}");
+        }
+        let (da, db) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        a.save(da.path())?;
+        b.save(db.path())?;
+        for f in ["optimizer.safetensors", "optimizer.json"] {
+            assert_eq!(
+                std::fs::read(da.path().join(f))?,
+                std::fs::read(db.path().join(f))?,
+                "{f} {dtype:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A NaN/Inf gradient anywhere in a `step_params` batch is an error naming that parameter, and
-/// no parameter of the batch (not even the ones before it) nor the state changes (CrossLore and
-/// GaLore, whose `step_params` check every gradient first).
+/// no parameter of the batch (not even the ones before it) nor the state changes (CrossLore,
+/// GaLore and AdamW, whose `step_params` check every gradient first).
 #[test]
 fn step_params_with_a_non_finite_gradient_touches_nothing() -> Result<()> {
+    non_finite_batch(|p| Ok(AdamW::with_params(p.to_vec(), AdamWConfig::default())?))?;
     non_finite_batch(|p| {
         Ok(CrossLoreAdamW::with_params(
             p.to_vec(),
