@@ -22,6 +22,7 @@ pub mod model_check;
 pub mod p1;
 pub mod p2;
 pub mod p3;
+pub mod p3_max;
 pub mod shapes;
 pub mod synth;
 pub mod timing;

@@ -20,10 +20,14 @@ commands:
                             optimizer step without refresh vs the measured floors
                             (--tf32: f32 matmuls on TF32 tensor cores, CUDA only)
   p3 [--layers 32] [--shrink 1] [--reps 3] [--warmup 2] [--arms a,b,...] [--model llama2-7b|smollm2]
+     [--batch B] [--max-batch [--max-batch-free 0.03] [--max-batch-reps 2]]
                             end-to-end bf16 training steps of every method (arms: crosslore-layerwise,
                             crosslore, galore-steady, lora, dora, adamw, ...) at batch 4 x seq
                             512/shrink of the LLaMA-2-7B shape (smollm2: the SmolLM2-135M shape,
-                            batch 8, --layers ignored): s/step, tokens/s, MFU, peak pool memory
+                            batch 8, --layers ignored): s/step, tokens/s, MFU, peak pool memory;
+                            --max-batch: then each arm at the largest batch that fits (extrapolated
+                            from a probe at 2x the batch, leaving --max-batch-free of the card free;
+                            CUDA only), a second table
   model-check [--fixtures crates/model/tests/fixtures]
                             LLaMA forward/loss/grads, bf16 forward and 3 trainer steps of every
                             method on the device vs the CPU; exit 1 on FAIL
@@ -52,6 +56,9 @@ struct Args {
     arms: Option<String>,
     /// `p3`: `llama2-7b` (default) or `smollm2`.
     model: String,
+    /// `p3`: batch (default: 4 for llama2-7b, 8 for smollm2) and the largest-batch search.
+    batch: Option<usize>,
+    max_batch: Option<crosslore_bench::p3_max::MaxBatchOptions>,
     fixtures: PathBuf,
     /// `experiment`: spec file, and its options.
     spec: Option<PathBuf>,
@@ -73,6 +80,8 @@ fn parse() -> Result<Args> {
         warmup: 2,
         arms: None,
         model: "llama2-7b".into(),
+        batch: None,
+        max_batch: None,
         fixtures: PathBuf::from("crates/model/tests/fixtures"),
         spec: None,
         exp: Default::default(),
@@ -100,6 +109,27 @@ fn parse() -> Result<Args> {
             "--warmup" => a.warmup = num("--warmup", value("--warmup")?)?,
             "--arms" => a.arms = Some(value("--arms")?),
             "--model" => a.model = value("--model")?,
+            "--batch" => a.batch = Some(num("--batch", value("--batch")?)?),
+            "--max-batch" => {
+                a.max_batch.get_or_insert_with(Default::default);
+            }
+            "--max-batch-free" => {
+                let v = value("--max-batch-free")?;
+                let f: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|f: &f64| (0.0..1.0).contains(f))
+                    .with_context(|| {
+                        format!("--max-batch-free: expected a fraction in [0, 1), got {v:?}")
+                    })?;
+                a.max_batch
+                    .get_or_insert_with(Default::default)
+                    .free_fraction = f;
+            }
+            "--max-batch-reps" => {
+                let n = num("--max-batch-reps", value("--max-batch-reps")?)?;
+                a.max_batch.get_or_insert_with(Default::default).steps = n.max(1);
+            }
             "--fixtures" => a.fixtures = value("--fixtures")?.into(),
             "--out" => a.exp.out = Some(value("--out")?.into()),
             "--time-budget-s" => {
@@ -202,11 +232,15 @@ fn main() -> Result<()> {
         }
         "p3" => {
             // SmolLM2: batch 8 x 512, as bench/reference/smol_torch.py
-            let (dims, batch) = match a.model.as_str() {
+            let (dims, default_batch) = match a.model.as_str() {
                 "llama2-7b" => (ModelDims::llama2_7b(a.layers, a.shrink), 4),
                 "smollm2" => (ModelDims::smollm2(), 8),
                 m => bail!("--model {m:?}: expected llama2-7b or smollm2"),
             };
+            let batch = a.batch.unwrap_or(default_batch);
+            if batch == 0 {
+                bail!("--batch: expected at least 1");
+            }
             let opt = crosslore_bench::p3::P3Options {
                 dims,
                 batch,
@@ -222,10 +256,14 @@ fn main() -> Result<()> {
                         .map(|x| x.to_string())
                         .collect(),
                 },
+                max_batch: a.max_batch.clone(),
             };
             let rep = crosslore_bench::p3::run(&dev, &opt)?;
             write_json(&a.json, &rep)?;
             println!("{}", crosslore_bench::p3::table(&rep));
+            if opt.max_batch.is_some() {
+                println!("{}", crosslore_bench::p3::max_batch_table(&rep));
+            }
         }
         "model-check" => {
             let rep = crosslore_bench::model_check::run(&dev, &a.fixtures, a.seed)?;

@@ -28,7 +28,11 @@
 //! activations and gradients; the counterpart of torch's `max_memory_allocated`) and
 //! `CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH` (what the pool held from the driver). The report says
 //! whether the current pool is the default pool. Not counted: cuBLAS/cuSOLVER workspaces, which
-//! those libraries allocate with `cuMemAlloc` outside the pool (tens of MB).
+//! those libraries allocate with `cuMemAlloc` outside the pool (tens of MB). The pool is trimmed
+//! (`cuMemPoolTrimTo`) before each arm, so the reserved figure is the arm's own.
+//!
+//! Largest batch (`max_batch`, [`crate::p3_max`]): after an arm's run at `batch`, the largest
+//! batch that fits is extrapolated from a probe at twice the batch and run; a second table.
 use candle_core::{DType, Device, Tensor};
 use crosslore_data::Encoded;
 use crosslore_linalg::Rng;
@@ -38,6 +42,7 @@ use crosslore_train::{BlockBackward, TrainConfig, Trainer};
 use serde::Serialize;
 
 use crate::floors::{self, Rates};
+use crate::p3_max::{self, AttemptError, AttemptKind, MaxBatchOptions, MaxBatchReport, MemPoint};
 use crate::shapes::ModelDims;
 use crate::timing::median;
 use crate::{BenchError, Result};
@@ -178,6 +183,8 @@ pub struct P3Options {
     pub rate_scale: usize,
     /// Arm labels ([`ARMS`]), run in this order.
     pub arms: Vec<String>,
+    /// Also search each arm's largest batch ([`crate::p3_max`]).
+    pub max_batch: Option<MaxBatchOptions>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -199,6 +206,8 @@ pub struct P3Result {
     pub last_loss: f64,
     /// The error of a failed arm (then the figures above are NaN / empty).
     pub error: Option<String>,
+    /// The largest-batch search of the arm (`max_batch` runs only).
+    pub max_batch: Option<MaxBatchReport>,
 }
 
 impl P3Result {
@@ -218,6 +227,7 @@ impl P3Result {
             first_step_s: f64::NAN,
             last_loss: f64::NAN,
             error: None,
+            max_batch: None,
         }
     }
 }
@@ -341,6 +351,38 @@ mod pool {
         Ok(())
     }
 
+    /// Releases the pool's unused reserved memory to the driver (the trainer sets the release
+    /// threshold to the maximum, so freed memory otherwise stays in the pool).
+    pub fn trim(p: sys::CUmemoryPool) -> Result<()> {
+        // SAFETY: `p` is a pool of the current context.
+        unsafe { check("cuMemPoolTrimTo", sys::cuMemPoolTrimTo(p, 0)) }
+    }
+
+    /// Memory the pool holds from the driver now, bytes.
+    pub fn reserved(p: sys::CUmemoryPool) -> Result<u64> {
+        let mut v: u64 = 0;
+        // SAFETY: the attribute is a cuuint64_t written to `v`.
+        unsafe {
+            check(
+                "cuMemPoolGetAttribute",
+                sys::cuMemPoolGetAttribute(
+                    p,
+                    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT,
+                    (&mut v as *mut u64).cast(),
+                ),
+            )?;
+        }
+        Ok(v)
+    }
+
+    /// (free, total) device memory, bytes (`cuMemGetInfo`; the context is bound by [`current`]).
+    pub fn mem_info() -> Result<(usize, usize)> {
+        let (mut free, mut total) = (0usize, 0usize);
+        // SAFETY: out-pointers to locals.
+        unsafe { check("cuMemGetInfo", sys::cuMemGetInfo_v2(&mut free, &mut total))? };
+        Ok((free, total))
+    }
+
     /// (used high-water mark, reserved high-water mark), bytes.
     pub fn high(p: sys::CUmemoryPool) -> Result<(u64, u64)> {
         let mut out = [0u64; 2];
@@ -364,13 +406,14 @@ struct PoolPeak {
 }
 
 impl PoolPeak {
-    /// Resets the pool's high-water marks (after a synchronisation).
+    /// Trims the pool and resets its high-water marks (after a synchronisation).
     fn start(dev: &Device) -> Result<Self> {
         dev.synchronize()?;
         #[cfg(feature = "cuda")]
         {
             let pool = pool::current(dev)?.map(|(p, _)| p);
             if let Some(p) = pool {
+                pool::trim(p)?;
                 pool::reset_high(p)?;
             }
             Ok(Self { pool })
@@ -392,7 +435,36 @@ impl PoolPeak {
     }
 }
 
-fn train_config(arm: &Arm, opt: &P3Options, dev: &Device) -> TrainConfig {
+/// (card memory, reservation the next run may make) in GiB, after trimming the pool: free device
+/// memory plus what the pool still holds (counted in the run's reserved figure), minus
+/// `free_fraction` of the card. `None` off CUDA.
+fn memory_budget(dev: &Device, free_fraction: f64) -> Result<Option<(f64, f64)>> {
+    dev.synchronize()?;
+    #[cfg(feature = "cuda")]
+    if let Some((p, _)) = pool::current(dev)? {
+        pool::trim(p)?;
+        let held = pool::reserved(p)? as f64;
+        let (free, total) = pool::mem_info()?;
+        let gib = (1u64 << 30) as f64;
+        let total = total as f64 / gib;
+        return Ok(Some((
+            total,
+            (free as f64 + held) / gib - free_fraction * total,
+        )));
+    }
+    let _ = free_fraction;
+    Ok(None)
+}
+
+/// Batch and step counts of one run of an arm.
+#[derive(Debug, Clone, Copy)]
+struct RunShape {
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+}
+
+fn train_config(arm: &Arm, opt: &P3Options, shape: RunShape, dev: &Device) -> TrainConfig {
     TrainConfig {
         method: arm.method,
         rank: opt.dims.rank,
@@ -406,9 +478,9 @@ fn train_config(arm: &Arm, opt: &P3Options, dev: &Device) -> TrainConfig {
         target_modules: "all-linear".into(),
         learning_rate: 1e-5,
         warmup_steps: 0,
-        batch_size: opt.batch,
+        batch_size: shape.batch,
         grad_accum: 1,
-        max_steps: opt.steps + opt.warmup,
+        max_steps: shape.steps + shape.warmup,
         max_len: opt.seq,
         max_grad_norm: 0.0,
         seed: opt.seed,
@@ -432,7 +504,9 @@ fn train_config(arm: &Arm, opt: &P3Options, dev: &Device) -> TrainConfig {
     }
 }
 
-/// Times one arm; the pool's high-water marks cover model, optimizer and every step.
+/// Times one arm; the pool's high-water marks cover model, optimizer and every step. Everything
+/// the run allocated is dropped when it returns, also on an error.
+#[allow(clippy::too_many_arguments)]
 fn run_arm(
     dev: &Device,
     opt: &P3Options,
@@ -440,8 +514,9 @@ fn run_arm(
     arm: &Arm,
     n_params: usize,
     peak_flops: f64,
+    shape: RunShape,
 ) -> Result<P3Result> {
-    let cfg = train_config(arm, opt, dev);
+    let cfg = train_config(arm, opt, shape, dev);
     let training = match crosslore_train::run::adapter_config(&cfg)? {
         Some(a) => Training::Adapter(a),
         None => Training::Full,
@@ -449,14 +524,14 @@ fn run_arm(
     let peak = PoolPeak::start(dev)?;
     let model = random_model(model_cfg, dev, training)?;
     let data = dataset(
-        opt.batch * (opt.steps + opt.warmup),
+        shape.batch * (shape.steps + shape.warmup),
         opt.seq,
         opt.dims.vocab,
         opt.seed,
     );
     let mut t = Trainer::new(cfg, model, data, 0)?;
     let mut first_step_s = f64::NAN;
-    for i in 0..opt.warmup {
+    for i in 0..shape.warmup {
         let t0 = std::time::Instant::now();
         t.step()?;
         dev.synchronize()?;
@@ -466,7 +541,7 @@ fn run_arm(
     }
     let mut samples = Vec::new();
     let mut last_loss = f64::NAN;
-    for _ in 0..opt.steps {
+    for _ in 0..shape.steps {
         let t0 = std::time::Instant::now();
         let rep = t.step()?;
         dev.synchronize()?;
@@ -477,7 +552,7 @@ fn run_arm(
     drop(t);
     dev.synchronize()?;
     let step_s = median(&samples);
-    let tokens = (opt.batch * opt.seq) as f64;
+    let tokens = (shape.batch * opt.seq) as f64;
     Ok(P3Result {
         samples_s: samples,
         step_s,
@@ -513,15 +588,24 @@ pub fn run(dev: &Device, opt: &P3Options) -> Result<P3Report> {
     let mut results = Vec::new();
     let mut queue: std::collections::VecDeque<Arm> = arms.into();
     while let Some(arm) = queue.pop_front() {
-        let r = match run_arm(
-            dev,
-            opt,
-            &model_cfg,
-            &arm,
-            n_params,
-            rates.bf16_square_flops,
-        ) {
-            Ok(r) => r,
+        let base = RunShape {
+            batch: opt.batch,
+            warmup: opt.warmup,
+            steps: opt.steps,
+        };
+        let peak_flops = rates.bf16_square_flops;
+        let r = match run_arm(dev, opt, &model_cfg, &arm, n_params, peak_flops, base) {
+            Ok(mut r) => {
+                if let Some(mb) = &opt.max_batch {
+                    let arm_run = |shape: RunShape| {
+                        run_arm(dev, opt, &model_cfg, &arm, n_params, peak_flops, shape)
+                    };
+                    let rep = max_batch_arm(dev, opt, mb, &r, peak_flops, n_params, arm_run)?;
+                    eprintln!("p3 max batch {}: {rep:?}", arm.label);
+                    r.max_batch = Some(rep);
+                }
+                r
+            }
             Err(e) => {
                 if let Some(f) = arm.fallback {
                     queue.push_front(find_arm(f)?);
@@ -544,6 +628,180 @@ pub fn run(dev: &Device, opt: &P3Options) -> Result<P3Report> {
         pool_is_default,
         results,
     })
+}
+
+/// The largest-batch search of one arm whose run at `opt.batch` gave `base` ([`crate::p3_max`]).
+/// `run` runs the arm at a shape. Only a device/driver failure outside the attempts is an error.
+fn max_batch_arm(
+    dev: &Device,
+    opt: &P3Options,
+    mb: &MaxBatchOptions,
+    base: &P3Result,
+    peak_flops: f64,
+    n_params: usize,
+    mut run: impl FnMut(RunShape) -> Result<P3Result>,
+) -> Result<MaxBatchReport> {
+    let (total_gib, budget_gib, base_point) = match &mb.simulate {
+        Some(sim) => {
+            let (u, r) = sim.at(opt.batch);
+            let point = MemPoint {
+                batch: opt.batch,
+                used_gib: u,
+                reserved_gib: r,
+            };
+            let total = sim.capacity_gib;
+            (total, total * (1.0 - mb.free_fraction), Some(point))
+        }
+        None => {
+            let (total, budget) =
+                memory_budget(dev, mb.free_fraction)?.unwrap_or((f64::NAN, f64::NAN));
+            let point = match (base.peak_used_gib, base.peak_reserved_gib) {
+                (Some(u), Some(r)) => Some(MemPoint {
+                    batch: opt.batch,
+                    used_gib: u,
+                    reserved_gib: r,
+                }),
+                _ => None,
+            };
+            (total, budget, point)
+        }
+    };
+    let mut rep = MaxBatchReport {
+        batch: None,
+        free_fraction: mb.free_fraction,
+        total_gib,
+        budget_gib,
+        base: base_point.unwrap_or(MemPoint {
+            batch: opt.batch,
+            used_gib: f64::NAN,
+            reserved_gib: f64::NAN,
+        }),
+        plan: None,
+        attempts: Vec::new(),
+        samples_s: Vec::new(),
+        step_s: f64::NAN,
+        tokens_per_s: f64::NAN,
+        mfu: f64::NAN,
+        peak_used_gib: None,
+        peak_reserved_gib: None,
+        first_step_s: f64::NAN,
+        error: None,
+    };
+    let Some(base_point) = base_point else {
+        rep.error = Some("no device memory figures (the CUDA pool) for the search".into());
+        return Ok(rep);
+    };
+    let searched = p3_max::search(base_point, budget_gib, mb, |b, kind| {
+        let shape = match kind {
+            // the first step allocates the optimizer state, the second is a steady step
+            AttemptKind::Probe => RunShape {
+                batch: b,
+                warmup: opt.warmup.max(2),
+                steps: 0,
+            },
+            AttemptKind::Final => RunShape {
+                batch: b,
+                warmup: opt.warmup,
+                steps: mb.steps.max(1),
+            },
+        };
+        let simulated = mb.simulate.map(|sim| sim.at(b));
+        if let (Some(sim), Some((_, reserved))) = (&mb.simulate, simulated) {
+            if reserved > sim.capacity_gib {
+                return Err(AttemptError::Oom(format!(
+                    "simulated out of memory: {reserved:.1} GiB at b={b}"
+                )));
+            }
+        }
+        let r = run(shape).map_err(|e| AttemptError::from_message(e.to_string()))?;
+        let (used_gib, reserved_gib) = match simulated {
+            Some(m) => m,
+            None => (
+                r.peak_used_gib.unwrap_or(f64::NAN),
+                r.peak_reserved_gib.unwrap_or(f64::NAN),
+            ),
+        };
+        Ok(p3_max::Ran {
+            mem: MemPoint {
+                batch: b,
+                used_gib,
+                reserved_gib,
+            },
+            result: r,
+        })
+    });
+    // a failed attempt leaves nothing behind; the next arm starts from a trimmed pool
+    dev.synchronize()?;
+    rep.plan = searched.plan;
+    rep.attempts = searched.attempts;
+    rep.error = searched.error;
+    if let Some(best) = searched.best {
+        let r = best.result;
+        let tokens = (best.mem.batch * opt.seq) as f64;
+        rep.batch = Some(best.mem.batch);
+        rep.step_s = r.step_s;
+        rep.tokens_per_s = tokens / r.step_s;
+        rep.mfu = 6.0 * n_params as f64 * tokens / r.step_s / peak_flops;
+        rep.samples_s = r.samples_s;
+        rep.peak_used_gib = Some(best.mem.used_gib);
+        rep.peak_reserved_gib = Some(best.mem.reserved_gib);
+        rep.first_step_s = r.first_step_s;
+    }
+    Ok(rep)
+}
+
+/// The largest-batch table as Markdown (`max_batch` runs; arms without a search are left out).
+pub fn max_batch_table(rep: &P3Report) -> String {
+    let gib = |v: Option<f64>| v.map_or("-".to_string(), |g| format!("{g:.1}"));
+    let mut s = format!(
+        "P3/P4 at the largest batch that fits (seq {}; rule: crates/bench/src/p3_max.rs)\n\n| arm | batch | s / step | tokens / s | MFU | peak used GiB | peak reserved GiB | predicted reserved GiB | budget GiB | attempts | note |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        rep.options.seq
+    );
+    for r in &rep.results {
+        let Some(m) = &r.max_batch else { continue };
+        let attempts = m
+            .attempts
+            .iter()
+            .map(|a| {
+                let kind = match a.kind {
+                    AttemptKind::Probe => "probe ",
+                    AttemptKind::Final => "",
+                };
+                let what = match (&a.error, a.peak_used_gib) {
+                    (Some(e), _) if e == "oom" => "oom".to_string(),
+                    (Some(_), _) => "failed".to_string(),
+                    (None, u) => format!("{} GiB", gib(u)),
+                };
+                format!("{kind}b={}: {what}", a.batch)
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let predicted = m.plan.map_or("-".to_string(), |p| {
+            format!("{:.1}", p.predicted_reserved_gib)
+        });
+        let note = m.error.clone().unwrap_or_default();
+        match m.batch {
+            Some(b) => {
+                s += &format!(
+                    "| {} | {b} | {:.3} | {:.0} | {:.1} % | {} | {} | {predicted} | {:.1} | {attempts} | {note} |\n",
+                    r.arm,
+                    m.step_s,
+                    m.tokens_per_s,
+                    100.0 * m.mfu,
+                    gib(m.peak_used_gib),
+                    gib(m.peak_reserved_gib),
+                    m.budget_gib,
+                )
+            }
+            None => {
+                s += &format!(
+                    "| {} | - | | | | | | {predicted} | {:.1} | {attempts} | {note} |\n",
+                    r.arm, m.budget_gib,
+                )
+            }
+        }
+    }
+    s
 }
 
 /// The P3/P4 table as Markdown.
