@@ -15,6 +15,7 @@
 //! - bf16 scatter-sub: largest `|W_dev - W_cpu|` in bf16 ulps of the entry <= 1 (both sides round
 //!   the increment to bf16 and add in f32; equal unless candle's CPU affine rounds differently).
 //! - `rsi_many` (batched device refresh) vs `rsi_subspace` on the CPU: subspace distance <= 1e-3.
+//! - top-k of `|x|` and `SparseResidual::select` (submodule `topk`): exact, 0 differing indices.
 use candle_core::{DType, Device, Tensor, Var};
 use crosslore_linalg::kernels;
 use crosslore_linalg::rng::counter_normal_vec;
@@ -25,6 +26,8 @@ use crosslore_optim::{AdamW, AdamWConfig, ParamOptimizer};
 
 use crate::check::{decaying, gaussian, proj, rel, CheckReport};
 use crate::Result;
+
+mod topk;
 
 pub fn run(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()> {
     let Device::Cuda(cd) = dev else {
@@ -181,7 +184,7 @@ pub fn run(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()> {
             1e-3,
         );
     }
-    Ok(())
+    topk::run(dev, seed, rep)
 }
 
 /// Largest absolute difference of `d` from the reference `c`, and the largest one relative to the
