@@ -4,7 +4,7 @@
 //! input stays on the device; the host reads two 65536-bin histograms (256 KiB each) and two u32
 //! counts per block, and uploads two u32 bases per block.
 use candle_core::{DType, Tensor};
-use cudarc::driver::LaunchConfig;
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use crate::kernels::{cuda_dev, empty, grid, ptr, MODULE, PTX};
 use crate::topk::{block_bases, chunking, pick_digit, threshold, MAX_BLOCKS, RADIX_BINS, TILE};
