@@ -20,7 +20,14 @@ Time: median of --steps synchronised steps after --warmup. MFU = 6 N tokens / ti
 bf16 8192^3 matmul rate measured here, N = base model parameters. Memory: max_memory_allocated
 (and max_memory_reserved) after reset_peak_memory_stats, model creation included.
 
-Usage: python p3_torch.py --out p3_torch.json [--arms adamw,lora,dora,galore,galore-layerwise]
+Largest batch (--max-batch): after each arm's run at --batch, the largest batch that fits, by the
+rule of crates/bench/src/p3_max.rs (bench/reference/max_batch.py: a probe at 2x the batch running
+the warm-up steps, peak affine in the batch, --max-batch-free of the card left free, at most two
+x0.9 step-downs after torch.cuda.OutOfMemoryError); the result's `max_batch` object has the same
+keys as crosslore-bench's. --max-batch-simulate FIXED,PER_SAMPLE,OVERHEAD,CAPACITY (GiB) replaces
+the device memory figures by that affine model (CPU smoke test of the search).
+
+Usage: python p3_torch.py --out p3_torch.json [--arms adamw,lora,dora,galore,galore-layerwise] [--max-batch]
 REF_DEVICE=cpu REF_SHRINK=16 REF_LAYERS=1 give a CPU smoke test.
 """
 import argparse
@@ -33,6 +40,7 @@ import torch
 
 from common import (DEVICE, FFN, HIDDEN, LAYERS, RANK, VOCAB, device_name, import_galore, install_projector, matmul_rate,
                     sync)
+import max_batch
 
 SEQ_FULL = 512
 
@@ -139,7 +147,7 @@ def run_arm(arm, batch, seq, warmup, steps, n_params, peak):
             first_s = dt
         if i >= warmup:
             samples.append(dt)
-    s = statistics.median(samples)
+    s = statistics.median(samples) if samples else float("nan")
     tokens = batch * seq
     r = {"arm": arm, "samples_s": samples, "step_s": s, "tokens_per_s": tokens / s,
          "mfu": 6 * n_params * tokens / s / peak, "first_step_s": first_s, "build_s": build_s,
@@ -152,6 +160,109 @@ def run_arm(arm, batch, seq, warmup, steps, n_params, peak):
     return r
 
 
+GIB = 2**30
+
+
+def release():
+    """Frees what a finished or failed attempt left (cycles through hooks, cached blocks)."""
+    gc.collect()
+    if DEVICE != "cpu":
+        torch.cuda.empty_cache()
+
+
+def memory_budget(free_fraction):
+    """(card GiB, reservation GiB the next run may make): free memory plus what torch's allocator
+    holds, minus free_fraction of the card."""
+    release()
+    free, total = torch.cuda.mem_get_info()
+    held = torch.cuda.memory_reserved()
+    return total / GIB, (free + held) / GIB - free_fraction * total / GIB
+
+
+def max_batch_arm(arm, base, a, n_params, peak):
+    """The largest-batch search of one arm whose run at a.batch gave `base` (a result dict)."""
+    sim = None
+    if a.max_batch_simulate:
+        fixed, per, overhead, cap = (float(x) for x in a.max_batch_simulate.split(","))
+        at, cap = max_batch.simulated(fixed, per, overhead, cap)
+        sim = (at, cap)
+        total, budget = cap, cap * (1 - a.max_batch_free)
+        u, r = at(a.batch)
+        base_point = {"batch": a.batch, "used_gib": u, "reserved_gib": r}
+    elif DEVICE != "cpu":
+        total, budget = memory_budget(a.max_batch_free)
+        base_point = {"batch": a.batch, "used_gib": base["max_memory_allocated_gib"],
+                      "reserved_gib": base["max_memory_reserved_gib"]}
+    else:
+        total, budget, base_point = float("nan"), float("nan"), None
+    rep = {"batch": None, "free_fraction": a.max_batch_free, "total_gib": total, "budget_gib": budget,
+           "base": base_point or {"batch": a.batch, "used_gib": float("nan"), "reserved_gib": float("nan")},
+           "plan": None, "attempts": [], "samples_s": [], "step_s": float("nan"), "tokens_per_s": float("nan"),
+           "mfu": float("nan"), "peak_used_gib": None, "peak_reserved_gib": None, "first_step_s": float("nan"),
+           "error": None}
+    if base_point is None:
+        rep["error"] = "no device memory figures (CUDA) for the search"
+        return rep
+
+    def attempt(b, kind):
+        if sim is not None and sim[0](b)[1] > sim[1]:
+            raise max_batch.Oom(f"simulated out of memory: {sim[0](b)[1]:.1f} GiB at b={b}")
+        # the first step allocates the optimizer state, the second is a steady step
+        warmup, steps = (max(a.warmup, 2), 0) if kind == "probe" else (a.warmup, max(a.max_batch_reps, 1))
+        err = None
+        try:
+            r = run_arm(arm, b, a.seq, warmup, steps, n_params, peak)
+        except Exception as e:  # noqa: BLE001 - classified below; the attempt's memory is freed first
+            msg = f"{type(e).__name__}: {e}"[:500]
+            oom = (DEVICE != "cpu" and isinstance(e, torch.cuda.OutOfMemoryError)) or max_batch.is_oom(msg)
+            err = max_batch.Oom(msg) if oom else max_batch.Failed(msg)
+        release()  # outside the except block: the traceback's frames (model, batches) are gone
+        if err is not None:
+            print(f"p3 max batch {arm} b={b} {kind}: {err}", flush=True)
+            raise err
+        if sim is not None:
+            u, res = sim[0](b)
+        else:
+            u, res = r.get("max_memory_allocated_gib", float("nan")), r.get("max_memory_reserved_gib", float("nan"))
+        return {"batch": b, "used_gib": u, "reserved_gib": res}, r
+
+    s = max_batch.search(base_point, budget, attempt, step_downs=2, limit=a.max_batch_limit)
+    rep.update(plan=s["plan"], attempts=s["attempts"], error=s["error"])
+    if s["best"] is not None:
+        mem, r = s["best"]
+        tokens = mem["batch"] * a.seq
+        rep.update(batch=mem["batch"], samples_s=r["samples_s"], step_s=r["step_s"],
+                   tokens_per_s=tokens / r["step_s"], mfu=6 * n_params * tokens / r["step_s"] / peak,
+                   peak_used_gib=mem["used_gib"], peak_reserved_gib=mem["reserved_gib"],
+                   first_step_s=r["first_step_s"])
+    return rep
+
+
+def max_batch_table(rep):
+    def gib(v):
+        return "-" if v is None else f"{v:.1f}"
+    print(f"\nP3/P4 at the largest batch that fits (seq {rep['seq']}; rule: crates/bench/src/p3_max.rs)\n")
+    print("| arm | batch | s / step | tokens / s | MFU | peak used GiB | peak reserved GiB | predicted reserved GiB "
+          "| budget GiB | attempts | note |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rep["results"]:
+        m = r.get("max_batch")
+        if m is None:
+            continue
+        tries = "; ".join(
+            f"{'probe ' if t['kind'] == 'probe' else ''}b={t['batch']}: "
+            + ("oom" if t["error"] == "oom" else "failed" if t["error"] else f"{gib(t['peak_used_gib'])} GiB")
+            for t in m["attempts"])
+        pred = "-" if m["plan"] is None else f"{m['plan']['predicted_reserved_gib']:.1f}"
+        note = m["error"] or ""
+        if m["batch"] is None:
+            print(f"| {r['arm']} | - | | | | | | {pred} | {m['budget_gib']:.1f} | {tries} | {note} |")
+            continue
+        print(f"| {r['arm']} | {m['batch']} | {m['step_s']:.3f} | {m['tokens_per_s']:.0f} | {100 * m['mfu']:.1f} % | "
+              f"{gib(m['peak_used_gib'])} | {gib(m['peak_reserved_gib'])} | {pred} | {m['budget_gib']:.1f} | {tries} "
+              f"| {note} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--arms", default="adamw,lora,dora,galore,galore-layerwise")
@@ -160,6 +271,11 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--max-batch", action="store_true", help="also each arm's largest batch (module docs)")
+    ap.add_argument("--max-batch-free", type=float, default=0.03, help="fraction of the card left free")
+    ap.add_argument("--max-batch-reps", type=int, default=2, help="timed steps at the largest batch")
+    ap.add_argument("--max-batch-limit", type=int, default=512, help="largest batch ever tried")
+    ap.add_argument("--max-batch-simulate", default=None, help="FIXED,PER_SAMPLE,OVERHEAD,CAPACITY GiB (CPU smoke)")
     a = ap.parse_args()
     import peft
     import transformers
@@ -175,7 +291,9 @@ def main():
             r = run_arm(arm, a.batch, a.seq, a.warmup, a.steps, n_params, peak)
         except Exception as e:  # noqa: BLE001 - an OOM in one arm must not stop the others
             r = {"arm": arm, "error": f"{type(e).__name__}: {e}"[:500]}
-            gc.collect()
+        release()
+        if a.max_batch and "error" not in r:
+            r["max_batch"] = max_batch_arm(arm, r, a, n_params, peak)
         print(json.dumps(r), flush=True)
         rep["results"].append(r)
         if a.out:
@@ -190,6 +308,8 @@ def main():
         print(f"| {r['arm']} | {r['step_s']:.3f} | {r['tokens_per_s']:.0f} | {100 * r['mfu']:.1f} % | "
               f"{r['first_step_s']:.2f} | {r.get('max_memory_allocated_gib', float('nan')):.1f} | "
               f"{r.get('max_memory_reserved_gib', float('nan')):.1f} |")
+    if a.max_batch:
+        max_batch_table(rep)
 
 
 if __name__ == "__main__":
