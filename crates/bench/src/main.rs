@@ -20,14 +20,15 @@ commands:
                             optimizer step without refresh vs the measured floors
                             (--tf32: f32 matmuls on TF32 tensor cores, CUDA only)
   p3 [--layers 32] [--shrink 1] [--reps 3] [--warmup 2] [--arms a,b,...] [--model llama2-7b|smollm2]
-     [--batch B] [--max-batch [--max-batch-free 0.03] [--max-batch-reps 2]]
+     [--batch B] [--max-batch [--max-batch-free 0.03] [--max-batch-reps 2]] [--profile]
                             end-to-end bf16 training steps of every method (arms: crosslore-layerwise,
                             crosslore, galore-steady, lora, dora, adamw, ...) at batch 4 x seq
                             512/shrink of the LLaMA-2-7B shape (smollm2: the SmolLM2-135M shape,
                             batch 8, --layers ignored): s/step, tokens/s, MFU, peak pool memory;
                             --max-batch: then each arm at the largest batch that fits (extrapolated
                             from a probe at 2x the batch, leaving --max-batch-free of the card free;
-                            CUDA only), a second table
+                            CUDA only), a second table; --profile: then --reps more steps per arm
+                            with the trainer's per-phase profiler (a device sync per phase)
   model-check [--fixtures crates/model/tests/fixtures]
                             LLaMA forward/loss/grads, bf16 forward and 3 trainer steps of every
                             method on the device vs the CPU; exit 1 on FAIL
@@ -59,6 +60,7 @@ struct Args {
     /// `p3`: batch (default: 4 for llama2-7b, 8 for smollm2) and the largest-batch search.
     batch: Option<usize>,
     max_batch: Option<crosslore_bench::p3_max::MaxBatchOptions>,
+    profile: bool,
     fixtures: PathBuf,
     /// `experiment`: spec file, and its options.
     spec: Option<PathBuf>,
@@ -82,6 +84,7 @@ fn parse() -> Result<Args> {
         model: "llama2-7b".into(),
         batch: None,
         max_batch: None,
+        profile: false,
         fixtures: PathBuf::from("crates/model/tests/fixtures"),
         spec: None,
         exp: Default::default(),
@@ -110,6 +113,7 @@ fn parse() -> Result<Args> {
             "--arms" => a.arms = Some(value("--arms")?),
             "--model" => a.model = value("--model")?,
             "--batch" => a.batch = Some(num("--batch", value("--batch")?)?),
+            "--profile" => a.profile = true,
             "--max-batch" => {
                 a.max_batch.get_or_insert_with(Default::default);
             }
@@ -257,12 +261,16 @@ fn main() -> Result<()> {
                         .collect(),
                 },
                 max_batch: a.max_batch.clone(),
+                profile: a.profile,
             };
             let rep = crosslore_bench::p3::run(&dev, &opt)?;
             write_json(&a.json, &rep)?;
             println!("{}", crosslore_bench::p3::table(&rep));
             if opt.max_batch.is_some() {
                 println!("{}", crosslore_bench::p3::max_batch_table(&rep));
+            }
+            if opt.profile {
+                println!("{}", crosslore_bench::p3::profile_tables(&rep));
             }
         }
         "model-check" => {

@@ -33,12 +33,16 @@
 //!
 //! Largest batch (`max_batch`, [`crate::p3_max`]): after an arm's run at `batch`, the largest
 //! batch that fits is extrapolated from a probe at twice the batch and run; a second table.
+//!
+//! Profile (`profile`): after the timed steps, `steps` more steps with the trainer's per-phase
+//! profiler on ([`crosslore_train::profile`]: a device synchronisation at every phase boundary),
+//! reported per arm beside the unprofiled time.
 use candle_core::{DType, Device, Tensor};
 use crosslore_data::Encoded;
 use crosslore_linalg::Rng;
 use crosslore_model::{Llama, LlamaConfig, LoadOptions, Training};
 use crosslore_train::config::{DType as TrainDType, DeviceKind, Method};
-use crosslore_train::{BlockBackward, TrainConfig, Trainer};
+use crosslore_train::{BlockBackward, PhaseTime, TrainConfig, Trainer};
 use serde::Serialize;
 
 use crate::floors::{self, Rates};
@@ -185,6 +189,8 @@ pub struct P3Options {
     pub arms: Vec<String>,
     /// Also search each arm's largest batch ([`crate::p3_max`]).
     pub max_batch: Option<MaxBatchOptions>,
+    /// Also profile `steps` more steps per arm, phase by phase (module docs).
+    pub profile: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -208,6 +214,9 @@ pub struct P3Result {
     pub error: Option<String>,
     /// The largest-batch search of the arm (`max_batch` runs only).
     pub max_batch: Option<MaxBatchReport>,
+    /// Per-phase profile of the profiled steps (`profile` runs only) and their median wall time.
+    pub profile: Option<Vec<PhaseTime>>,
+    pub profiled_step_s: f64,
 }
 
 impl P3Result {
@@ -228,6 +237,8 @@ impl P3Result {
             last_loss: f64::NAN,
             error: None,
             max_batch: None,
+            profile: None,
+            profiled_step_s: f64::NAN,
         }
     }
 }
@@ -462,6 +473,8 @@ struct RunShape {
     batch: usize,
     warmup: usize,
     steps: usize,
+    /// Profiled steps after the timed ones.
+    profiled: usize,
 }
 
 fn train_config(arm: &Arm, opt: &P3Options, shape: RunShape, dev: &Device) -> TrainConfig {
@@ -480,7 +493,7 @@ fn train_config(arm: &Arm, opt: &P3Options, shape: RunShape, dev: &Device) -> Tr
         warmup_steps: 0,
         batch_size: shape.batch,
         grad_accum: 1,
-        max_steps: shape.steps + shape.warmup,
+        max_steps: shape.steps + shape.warmup + shape.profiled,
         max_len: opt.seq,
         max_grad_norm: 0.0,
         seed: opt.seed,
@@ -524,7 +537,7 @@ fn run_arm(
     let peak = PoolPeak::start(dev)?;
     let model = random_model(model_cfg, dev, training)?;
     let data = dataset(
-        shape.batch * (shape.steps + shape.warmup),
+        shape.batch * (shape.steps + shape.warmup + shape.profiled),
         opt.seq,
         opt.dims.vocab,
         opt.seed,
@@ -548,6 +561,19 @@ fn run_arm(
         samples.push(t0.elapsed().as_secs_f64());
         last_loss = rep.loss;
     }
+    let mut profile = None;
+    let mut profiled = Vec::new();
+    if shape.profiled > 0 {
+        t.set_profiling(true);
+        for _ in 0..shape.profiled {
+            let t0 = std::time::Instant::now();
+            t.step()?;
+            dev.synchronize()?;
+            profiled.push(t0.elapsed().as_secs_f64());
+        }
+        profile = Some(t.profile());
+        t.set_profiling(false);
+    }
     let (peak_used_gib, peak_reserved_gib) = peak.finish(dev)?;
     drop(t);
     dev.synchronize()?;
@@ -562,6 +588,8 @@ fn run_arm(
         peak_reserved_gib,
         first_step_s,
         last_loss,
+        profile,
+        profiled_step_s: median(&profiled),
         ..P3Result::empty(arm)
     })
 }
@@ -592,6 +620,7 @@ pub fn run(dev: &Device, opt: &P3Options) -> Result<P3Report> {
             batch: opt.batch,
             warmup: opt.warmup,
             steps: opt.steps,
+            profiled: if opt.profile { opt.steps.max(1) } else { 0 },
         };
         let peak_flops = rates.bf16_square_flops;
         let r = match run_arm(dev, opt, &model_cfg, &arm, n_params, peak_flops, base) {
@@ -698,11 +727,13 @@ fn max_batch_arm(
                 batch: b,
                 warmup: opt.warmup.max(2),
                 steps: 0,
+                profiled: 0,
             },
             AttemptKind::Final => RunShape {
                 batch: b,
                 warmup: opt.warmup,
                 steps: mb.steps.max(1),
+                profiled: 0,
             },
         };
         let simulated = mb.simulate.map(|sim| sim.at(b));
@@ -800,6 +831,26 @@ pub fn max_batch_table(rep: &P3Report) -> String {
                 )
             }
         }
+    }
+    s
+}
+
+/// The per-phase profile of each profiled arm as Markdown ([`crosslore_train::profile::table`]).
+pub fn profile_tables(rep: &P3Report) -> String {
+    let mut s = String::new();
+    for r in &rep.results {
+        let Some(p) = &r.profile else { continue };
+        let n = r.samples_s.len().max(1);
+        s += &format!(
+            "Per-phase profile of {} (batch {} x seq {}; {} profiled steps, median {:.3} s/step with a device sync per phase; unprofiled {:.3} s/step)\n\n{}\n",
+            r.arm,
+            rep.options.batch,
+            rep.options.seq,
+            n,
+            r.profiled_step_s,
+            r.step_s,
+            crosslore_train::profile::table(p, n)
+        );
     }
     s
 }

@@ -17,6 +17,7 @@ fn options(arms: Vec<String>) -> P3Options {
         rate_scale: 16,
         arms,
         max_batch: None,
+        profile: false,
     }
 }
 
@@ -100,4 +101,41 @@ fn p3_max_batch_without_device_memory_figures_says_so() {
             .contains("no device memory figures"),
         "{m:?}"
     );
+}
+
+/// `profile`: the profiled steps come after the timed ones; the phases cover the fused layerwise
+/// step (forward and backward of every layer, head, norms, optimizer) and the row keeps its
+/// unprofiled time; without `profile` there is no profile.
+#[test]
+fn p3_profile_reports_every_phase_of_the_fused_layerwise_step() {
+    let mut opt = options(vec!["crosslore-layerwise-fused".into()]);
+    opt.steps = 2;
+    opt.profile = true;
+    let rep = run(&Device::Cpu, &opt).expect("p3 --profile on the CPU");
+    let r = &rep.results[0];
+    assert!(r.error.is_none(), "{r:?}");
+    let p = r.profile.as_ref().expect("a profile");
+    let count = |name: &str| p.iter().find(|x| x.phase == name).map(|x| x.count);
+    // one layer, two profiled steps
+    assert_eq!(count("forward: layer"), Some(2), "{p:?}");
+    assert_eq!(count("backward: layer"), Some(2), "{p:?}");
+    assert_eq!(count("head fwd+bwd"), Some(2), "{p:?}");
+    assert_eq!(count("backward: embedding"), Some(2), "{p:?}");
+    assert_eq!(count("batch upload"), Some(2), "{p:?}");
+    assert!(count("optimizer step_params").unwrap_or(0) >= 2, "{p:?}");
+    assert!(
+        count("grad sq_norms + host read").unwrap_or(0) >= 2,
+        "{p:?}"
+    );
+    let total: f64 = p.iter().map(|x| x.wall_s).sum();
+    assert!(
+        total > 0.0 && total <= 2.0 * r.profiled_step_s * 1.0001,
+        "{total} vs {r:?}"
+    );
+    assert_eq!(r.samples_s.len(), 2);
+    let t = crosslore_bench::p3::profile_tables(&rep);
+    assert!(t.contains("| backward: layer | 1.0 |"), "{t}");
+    opt.profile = false;
+    let rep = run(&Device::Cpu, &opt).expect("p3 on the CPU");
+    assert!(rep.results[0].profile.is_none());
 }

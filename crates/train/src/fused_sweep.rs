@@ -36,8 +36,10 @@ impl Trainer {
         let mut inputs = Vec::with_capacity(model.layers.len() + 1);
         let mut saved = Vec::with_capacity(model.layers.len());
         let mut x = embedding_forward(&model.embed, &m.ids)?; // [b, s, hidden]
+        self.prof.lap("forward: context + embedding")?;
         for layer in &model.layers {
             let (y, sv) = layer_forward(layer, &x, &ctx)?;
+            self.prof.lap("forward: layer")?;
             inputs.push(x);
             saved.push(keep.then_some(sv));
             x = y;
@@ -76,8 +78,10 @@ impl Trainer {
             scale,
             &mut grads,
         )?;
+        self.prof.lap("head fwd+bwd")?;
         let loss_v = out.loss_sum.to_scalar::<f32>()? as f64 / n_total as f64;
         self.count_loss(sink, loss_v, acc)?;
+        self.prof.lap("loss host read")?;
         sink.record_time(acc, 0.0, t.elapsed().as_secs_f64());
         let ready = route(grads, n_layers + 1, &uses, &mut pending)?;
         self.deliver(ready, &pending, sink, bufs, acc)?;
@@ -99,19 +103,25 @@ impl Trainer {
                         msg: format!("activations of layer {li} already released"),
                     })
                 }
-                None => layer_forward(layer, &seg.inputs[li], &seg.ctx)?.1,
+                None => {
+                    let sv = layer_forward(layer, &seg.inputs[li], &seg.ctx)?.1;
+                    self.prof.lap("forward: recompute layer")?;
+                    sv
+                }
             };
             let fwd = t.elapsed().as_secs_f64();
             let t = Instant::now();
             let mut grads = Vec::new();
             g = layer_backward(layer, &g, &sv, &seg.ctx, &mut grads)?;
             drop(sv);
+            self.prof.lap("backward: layer")?;
             sink.record_time(acc, fwd, t.elapsed().as_secs_f64());
             let ready = route(grads, li + 1, &uses, &mut pending)?;
             self.deliver(ready, &pending, sink, bufs, acc)?;
         }
         let t = Instant::now();
         let ready = self.embedding_grads(model, m, Some(g), &mut pending)?;
+        self.prof.lap("backward: embedding")?;
         sink.record_time(acc, 0.0, t.elapsed().as_secs_f64());
         self.deliver(ready, &pending, sink, bufs, acc)?;
         Ok(loss_v)

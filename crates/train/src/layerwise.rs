@@ -244,6 +244,7 @@ impl Trainer {
                 (&out * g)?.sum_all()?.backward()?
             };
             drop(out);
+            self.prof.lap("backward: block (autograd)")?;
             if bi > 0 {
                 g_out = grads
                     .get(seg.inputs[bi - 1].as_tensor())
@@ -306,6 +307,7 @@ impl Trainer {
         bufs: &mut GradBuffers,
         acc: &mut StepAcc,
     ) -> Result<()> {
+        self.prof.lap("route")?;
         let alive: usize = ready.iter().map(|(_, _, g)| tensor_bytes(g)).sum::<usize>()
             + pending.values().map(tensor_bytes).sum::<usize>()
             + bufs.bytes();
@@ -315,6 +317,7 @@ impl Trainer {
                 for (name, _, g) in ready {
                     bufs.add(&name, &g)?;
                 }
+                self.prof.lap("grad accumulate")?;
             }
             Sink::Norm => {
                 let totals = ready
@@ -325,6 +328,7 @@ impl Trainer {
                 for ((name, _, _), v) in ready.into_iter().zip(sq) {
                     acc.sq.insert(name, v);
                 }
+                self.prof.lap("clip: norm pass sq_norms")?;
             }
             Sink::Step { coef, record } => {
                 let mut items = Vec::with_capacity(ready.len());
@@ -333,6 +337,7 @@ impl Trainer {
                     bufs.remove(&name);
                     items.push((name, var, total));
                 }
+                self.prof.lap("grad totals")?;
                 if record {
                     // No clipping pass: check the block's gradients (one host read) before any
                     // of them is applied.
@@ -341,12 +346,15 @@ impl Trainer {
                         self.check_finite(&format!("gradient of {name}"), v)?;
                         acc.sq.insert(name.clone(), v);
                     }
+                    self.prof.lap("grad sq_norms + host read")?;
                 }
                 let items = items
                     .into_iter()
                     .map(|(name, var, t)| Ok((name, var, scale(&t, coef)?)))
                     .collect::<Result<Vec<_>>>()?;
+                self.prof.lap("clip scale")?;
                 self.apply_many(&items, acc)?;
+                self.prof.lap("optimizer step_params")?;
             }
         }
         Ok(())
@@ -371,6 +379,7 @@ impl Trainer {
         for (j, m) in micros.iter().enumerate() {
             let t = Instant::now();
             let mut pass = self.forward_pass(&model, m)?;
+            self.prof.lap("forward: other")?;
             acc.timings.forward_s += t.elapsed().as_secs_f64();
             if j + 1 < micros.len() || !layerwise {
                 let sink = Sink::Accumulate;

@@ -45,6 +45,7 @@ use crate::grads::{
 };
 use crate::memory::{self, MemoryReport};
 use crate::optimizer::MethodOptimizer;
+use crate::profile::{PhaseTime, Profiler};
 use crate::schedule::Schedule;
 
 /// Stream of the trainer's own RNG (dropout seeds), derived from the run seed.
@@ -148,6 +149,8 @@ pub struct Trainer {
     /// Skipped (non-finite) steps so far, and how many of the latest were consecutive.
     pub(crate) bad_steps: usize,
     pub(crate) consecutive_bad: usize,
+    /// Per-phase profile, off unless [`Trainer::set_profiling`] (crate::profile).
+    pub(crate) prof: Profiler,
 }
 
 /// Number of labels the loss counts: positions `t >= 1` whose label is not ignored (what
@@ -222,6 +225,7 @@ impl Trainer {
             total_steps,
         };
         let rng = Rng::derive(cfg.seed, DROPOUT_STREAM);
+        let prof = Profiler::new(model.device(), false);
         Ok(Self {
             cfg,
             model,
@@ -235,7 +239,19 @@ impl Trainer {
             last_shape: (0, 0),
             bad_steps: 0,
             consecutive_bad: 0,
+            prof,
         })
+    }
+
+    /// Turns the per-phase profile of the following steps on or off ([`crate::profile`]: on,
+    /// every phase boundary synchronises the device) and forgets the phases so far.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.prof = Profiler::new(self.model.device(), on);
+    }
+
+    /// The per-phase profile of the steps since [`Trainer::set_profiling`] (empty when off).
+    pub fn profile(&self) -> Vec<PhaseTime> {
+        self.prof.report()
     }
 
     pub fn config(&self) -> &TrainConfig {
@@ -365,6 +381,7 @@ impl Trainer {
     /// One optimizer step over `grad_accum` micro-batches.
     pub fn step(&mut self) -> Result<StepReport> {
         let t0 = Instant::now();
+        self.prof.begin()?;
         let dev = self.model.device().clone();
         let k = self.cfg.grad_accum;
         let epoch = self.data.position().epoch;
@@ -375,6 +392,7 @@ impl Trainer {
             n_total += counted_targets(&batch.labels, batch.seq_len);
             micros.push(self.micro(&batch, &dev)?);
         }
+        self.prof.lap("batch upload")?;
         if n_total == 0 {
             return Err(TrainError::Invalid {
                 what: "batch",
@@ -409,6 +427,7 @@ impl Trainer {
             // accumulates and the whole model is stepped at the end.
             _ => self.step_layerwise(&micros, n_total, &mut acc),
         };
+        self.prof.lap("step end")?;
         self.grads_peak = self.grads_peak.max(acc.peak.peak);
         self.step += 1;
         let (loss, norm, coef, skipped) = match outcome {
@@ -539,6 +558,7 @@ impl Trainer {
         for ((name, _, _), v) in totals.iter().zip(sq) {
             acc.sq.insert(name.clone(), v);
         }
+        self.prof.lap("grad sq_norms + host read")?;
         let norm = global_norm(&acc.sq);
         self.check_finite("gradient norm", norm)?;
         let coef = clip_coef(norm, self.cfg.max_grad_norm);
@@ -549,7 +569,9 @@ impl Trainer {
                 .iter()
                 .map(|(name, var, g)| Ok((name.clone(), var.clone(), scale(g, coef)?)))
                 .collect::<Result<Vec<_>>>()?;
+            self.prof.lap("clip scale")?;
             self.apply_many(&items, acc)?;
+            self.prof.lap("optimizer step_params")?;
         }
         Ok((norm, coef))
     }
