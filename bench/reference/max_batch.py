@@ -6,7 +6,10 @@ Two points give both constants: the base run at b0 (its steady-state peak) and a
 running the warm-up steps. b_max = floor((budget / overhead - fixed) / per_sample), at least the
 probe's batch, at most `limit`; budget = free device memory (+ what the allocator holds) at the
 start of the arm minus `free_fraction` of the card; overhead = reserved / allocated at the probe.
-b_max is run in full; on out-of-memory the batch steps down to min(b - 1, floor(0.9 b)) at most
+Refinement: the peak is convex piecewise-affine in b (the moment of the step holding the most
+activations takes over at large b), so a line underestimates it beyond its points; when b_max is
+more than twice the probe's batch, a second probe at b_max / 2 and the line through the two probes
+give the final b_max. b_max is run in full; on out-of-memory the batch steps down to min(b - 1, floor(0.9 b)) at most
 `step_downs` times; the row says `oom at b=...`.
 
 `python max_batch.py` runs the self-test (the same cases as the Rust unit tests)."""
@@ -75,21 +78,29 @@ def search(base, budget_gib, attempt, step_downs=2, limit=512):
     if probe_b <= base["batch"]:
         out["error"] = f"limit {limit} leaves no batch above the base batch {base['batch']}"
         return out
-    try:
-        mem, _ = run(probe_b, "probe")
+    low, probe_at = base, probe_b
+    while True:
         try:
-            p = plan(base, mem, budget_gib, limit)
+            mem, _ = run(probe_at, "probe")
+        except Oom:
+            ooms.append(probe_at)
+            b = step_down(probe_at)
+            break
+        except Failed as e:
+            out["error"] = str(e)
+            return out
+        try:
+            p = plan(low, mem, budget_gib, limit)
         except ValueError as e:
             out["error"] = str(e)
             return out
         out["plan"] = p
+        nxt = p["batch"] // 2
+        if low["batch"] == base["batch"] and nxt > probe_at:
+            low, probe_at = mem, nxt  # refine: a second probe at half the prediction
+            continue
         b = p["batch"]
-    except Oom:
-        ooms.append(probe_b)
-        b = step_down(probe_b)
-    except Failed as e:
-        out["error"] = str(e)
-        return out
+        break
     downs = 0
     while b > base["batch"]:
         try:
@@ -149,14 +160,29 @@ def _self_test():
     assert is_oom("CUDA out of memory. Tried to allocate") and not is_oom("shape mismatch")
     calls = []
     s = search(point(4), budget, device(cap, calls))
-    assert calls == [(8, "probe"), (36, "final")] and s["best"][1] == 36 and s["error"] is None, s
+    assert calls == [(8, "probe"), (18, "probe"), (36, "final")] and s["best"][1] == 36, calls
+    assert s["error"] is None, s
     calls = []
     s = search(point(4), budget, device(119.0, calls))
-    assert [c[0] for c in calls] == [8, 36, 32, 28] and s["best"][1] == 28, calls
+    assert [c[0] for c in calls] == [8, 18, 36, 32, 28] and s["best"][1] == 28, calls
     assert s["error"] == "oom at b=36, 32", s
     calls = []
-    s = search(point(4), budget, device(60.0, calls))
-    assert len(calls) == 4 and s["best"] is None and s["error"] == "oom at b=36, 32, 28", s
+    s = search(point(4), budget, device(50.0, calls))
+    assert [c[0] for c in calls] == [8, 18, 16, 14, 12] and s["best"] is None, calls
+    assert s["error"] == "oom at b=18, 16, 14, 12", s
+    # convex peak (whole-model step): the refining probe finds the steep piece
+    def peak(b):
+        return max(75.0 + 0.3 * b, 62.6 + 2.4 * b)
+    calls = []
+
+    def convex(b, kind):
+        calls.append((b, kind))
+        if peak(b) > cap:
+            raise Oom("out of memory")
+        return {"batch": b, "used_gib": peak(b), "reserved_gib": peak(b)}, b
+    s = search({"batch": 4, "used_gib": peak(4), "reserved_gib": peak(4)}, budget, convex)
+    assert calls == [(8, "probe"), (22, "probe"), (30, "final")] and s["best"][1] == 30, calls
+    assert abs(s["plan"]["per_sample_gib"] - 2.4) < 1e-9, s
     calls = []
     s = search(point(4), 100.0, device(40.0, calls))
     assert calls == [(8, "probe"), (7, "final"), (6, "final")] and s["best"][1] == 6, calls

@@ -14,6 +14,15 @@
 //! with `budget` = the device memory free at the start of the arm (pool trimmed) minus
 //! `free_fraction` (3 %) of the card, and `overhead` = the probe's reserved / used ratio (the
 //! pool reserves more than it hands out: what fails with out-of-memory is the reservation).
+//!
+//! **Refinement.** The peak is the largest of the step's moments (e.g. the start of the backward,
+//! all activations alive, vs its end, all gradients of a whole-model step alive), each affine in
+//! `b` with its own slope: a convex, piecewise-affine function whose slope can grow past the
+//! probe (the moment with the most activations takes over). A line through two points
+//! underestimates it beyond them. So when `b_max` is more than twice the probe's batch, a second
+//! probe runs at `b_max / 2` and the line through the two probes gives the final `b_max`
+//! (extrapolated over at most a factor 2).
+//!
 //! `b_max` is run in full (`warmup` + timed steps). If it fails with out-of-memory, the batch
 //! steps down to `min(b - 1, floor(0.9 b))`, at most `step_downs` (2) times; the row says
 //! `oom at b=...` for each batch that failed. A failed attempt's model, optimizer and
@@ -174,7 +183,8 @@ impl AttemptError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttemptKind {
-    /// `warmup` steps at twice the base batch, for the memory line.
+    /// `warmup` steps at a larger batch, for the memory line (twice the base batch, then half
+    /// the first prediction when that is more than twice the probe).
     Probe,
     /// A full run (warm-up + timed steps) at a candidate largest batch.
     Final,
@@ -267,26 +277,38 @@ pub fn search<T>(
         ));
         return out;
     }
-    let res = attempt(probe_b, AttemptKind::Probe);
-    record(&mut out, probe_b, AttemptKind::Probe, &res);
-    let mut b = match res {
-        Ok(r) => match plan(base, r.mem, budget_gib, opts.limit) {
-            Ok(p) => {
-                out.plan = Some(p);
-                p.batch
+    // Probes: at twice the base batch, then (refinement) at half a prediction more than twice
+    // the last probe; each plan uses the two largest points.
+    let mut low = base;
+    let mut probe_at = probe_b;
+    let mut b = loop {
+        let res = attempt(probe_at, AttemptKind::Probe);
+        record(&mut out, probe_at, AttemptKind::Probe, &res);
+        match res {
+            Ok(r) => match plan(low, r.mem, budget_gib, opts.limit) {
+                Ok(p) => {
+                    out.plan = Some(p);
+                    let next = p.batch / 2;
+                    if low.batch == base.batch && next > probe_at {
+                        low = r.mem;
+                        probe_at = next;
+                        continue;
+                    }
+                    break p.batch;
+                }
+                Err(e) => {
+                    out.error = Some(e);
+                    return out;
+                }
+            },
+            Err(AttemptError::Oom(_)) => {
+                ooms.push(probe_at);
+                break step_down(probe_at);
             }
-            Err(e) => {
+            Err(AttemptError::Other(e)) => {
                 out.error = Some(e);
                 return out;
             }
-        },
-        Err(AttemptError::Oom(_)) => {
-            ooms.push(probe_b);
-            step_down(probe_b)
-        }
-        Err(AttemptError::Other(e)) => {
-            out.error = Some(e);
-            return out;
         }
     };
     let mut downs = 0;
@@ -437,13 +459,18 @@ mod tests {
             &MaxBatchOptions::default(),
             device(SIM, &mut calls),
         );
+        // 36 is more than twice the probe: a second probe at 18, the same line
         assert_eq!(
             calls,
-            vec![(8, AttemptKind::Probe), (36, AttemptKind::Final)]
+            vec![
+                (8, AttemptKind::Probe),
+                (18, AttemptKind::Probe),
+                (36, AttemptKind::Final)
+            ]
         );
         assert_eq!(s.best.map(|r| r.result), Some(36));
         assert!(s.error.is_none());
-        assert_eq!(s.attempts.len(), 2);
+        assert_eq!(s.attempts.len(), 3);
         assert_eq!(s.plan.map(|p| p.batch), Some(36));
     }
 
@@ -463,17 +490,17 @@ mod tests {
             device(small, &mut calls),
         );
         let batches: Vec<usize> = calls.iter().map(|c| c.0).collect();
-        assert_eq!(batches, vec![8, 36, 32, 28]);
+        assert_eq!(batches, vec![8, 18, 36, 32, 28]);
         assert_eq!(s.best.map(|r| r.result), Some(28));
         assert_eq!(s.error.as_deref(), Some("oom at b=36, 32"));
-        assert_eq!(s.attempts[1].error.as_deref(), Some("oom"));
-        assert!(s.attempts[3].error.is_none());
+        assert_eq!(s.attempts[2].error.as_deref(), Some("oom"));
+        assert!(s.attempts[4].error.is_none());
     }
 
     #[test]
     fn search_gives_up_after_two_step_downs() {
         let tiny = SimulatedMemory {
-            capacity_gib: 60.0,
+            capacity_gib: 50.0,
             ..SIM
         };
         let mut calls = Vec::new();
@@ -483,10 +510,12 @@ mod tests {
             &MaxBatchOptions::default(),
             device(tiny, &mut calls),
         );
-        // 8 fits (44 * 1.04 = 45.8); 36, 32, 28 fail; no third step-down
-        assert_eq!(calls.len(), 4);
+        // 8 fits (44 * 1.04 = 45.8); the second probe (18) fails, then 16, 14, 12; no third
+        // step-down
+        let batches: Vec<usize> = calls.iter().map(|c| c.0).collect();
+        assert_eq!(batches, vec![8, 18, 16, 14, 12]);
         assert!(s.best.is_none());
-        assert_eq!(s.error.as_deref(), Some("oom at b=36, 32, 28"));
+        assert_eq!(s.error.as_deref(), Some("oom at b=18, 16, 14, 12"));
     }
 
     #[test]
@@ -514,6 +543,56 @@ mod tests {
         assert!(s.plan.is_none());
         assert_eq!(s.best.map(|r| r.result), Some(6));
         assert_eq!(s.error.as_deref(), Some("oom at b=8, 7"));
+    }
+
+    /// Whole-model step: the peak is at the end of the backward (all gradients, few activations)
+    /// at small batches and at its start (all activations) at large ones. The line through the
+    /// base and the first probe is too flat; the refining probe at half its prediction finds the
+    /// steep piece and the largest batch that fits.
+    #[test]
+    fn search_refines_a_convex_peak_with_a_second_probe() {
+        let peak = |b: usize| (75.0 + 0.3 * b as f64).max(62.6 + 2.4 * b as f64);
+        let cap = 139.0f64;
+        let budget = 0.97 * cap;
+        let truth = ((budget - 62.6) / 2.4).floor() as usize; // 30
+        let mut calls = Vec::new();
+        let s = search(
+            MemPoint {
+                batch: 4,
+                used_gib: peak(4),
+                reserved_gib: peak(4),
+            },
+            budget,
+            &MaxBatchOptions::default(),
+            |b, kind| {
+                calls.push((b, kind));
+                let p = peak(b);
+                if p > cap {
+                    return Err(AttemptError::Oom("out of memory".into()));
+                }
+                Ok(Ran {
+                    mem: MemPoint {
+                        batch: b,
+                        used_gib: p,
+                        reserved_gib: p,
+                    },
+                    result: b,
+                })
+            },
+        );
+        // the first line predicts 45 (would need 170 GiB); the second probe at 22
+        assert_eq!(
+            calls,
+            vec![
+                (8, AttemptKind::Probe),
+                (22, AttemptKind::Probe),
+                (truth, AttemptKind::Final)
+            ]
+        );
+        assert_eq!(s.best.map(|r| r.result), Some(truth));
+        assert!(s.error.is_none());
+        let p = s.plan.unwrap();
+        assert!((p.per_sample_gib - 2.4).abs() < 1e-9, "{p:?}");
     }
 
     #[test]

@@ -41,8 +41,9 @@ fn p3_unknown_arm_is_an_error() {
     assert!(err.to_string().contains("sgd"), "{err}");
 }
 
-/// The search through real (tiny) runs: probe at 2x, the predicted batch refused by the simulated
-/// card (the budget is set above it), two step-downs, the last fits and is timed.
+/// The search through real (tiny) runs: probe at 2x, a refining probe at half the prediction, the
+/// predicted batch refused by the simulated card (the budget is set above it), two step-downs,
+/// the last fits and is timed.
 #[test]
 fn p3_max_batch_search_runs_end_to_end_on_a_simulated_card() {
     let mut opt = options(vec!["adamw-fused".into()]);
@@ -69,6 +70,7 @@ fn p3_max_batch_search_runs_end_to_end_on_a_simulated_card() {
         tried,
         vec![
             (4, AttemptKind::Probe),
+            (6, AttemptKind::Probe),
             (13, AttemptKind::Final),
             (11, AttemptKind::Final),
             (9, AttemptKind::Final)
