@@ -12,7 +12,7 @@
 //! - Householder `Q` compared up to column signs (faer's f64 vs cuSOLVER's f32 reflectors): 1e-4.
 //! - optimizer weights after 4 steps: `||W_dev - W_cpu||_F / ||W_cpu - W_0||_F` (relative to the
 //!   total update): 1e-3 (Adam divides by `sqrt(v) + eps`, which amplifies rounding of small
-//!   gradient entries); the sparse residual's index sets must agree to within 0.5 % of `|L|`
+//!   gradient entries), 4e-3 (= 2^-8) with bf16 gradients (see `run`); the sparse residual's index sets must agree to within 0.5 % of `|L|`
 //!   (positions near the selection threshold may swap under rounding).
 use candle_core::{DType, Device, Tensor, Var};
 use crosslore_linalg::qr::{householder_qr, thin_qr};
@@ -436,7 +436,13 @@ fn optimizer_checks(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()
         .iter()
         .map(|g| g.iter().map(|t| Ok(t.to_dtype(DType::BF16)?)).collect())
         .collect::<Result<_>>()?;
-    for (tag, gs) in [("", &grads), ("bf16 grads ", &grads_bf)] {
+    // Tolerance of the bf16-gradient rows: the bf16 unit roundoff 2^-8 = 3.9e-3 (as fused-ops' bf16
+    // checks). The projector is rounded to bf16 for the product, so the ~3.5e-6 subspace distance
+    // between faer's and cuSOLVER's SVD flips single bf16 roundings of P, each moving entries of
+    // the projected gradient by up to 2^-8 relative; Adam's normalisation passes that on to the
+    // update. Measured on the H200: at most 1.33e-3 (GaLore down_proj, 2026-11-28 and -29), which
+    // the f32 tolerance 1e-3 rejected although the f32-gradient runs agree to < 1e-4.
+    for (tag, gs, tol) in [("", &grads, 1e-3), ("bf16 grads ", &grads_bf, 4e-3)] {
         for (label, make) in &makers {
             let mut oc = make()?;
             let mut od = make()?;
@@ -449,7 +455,7 @@ fn optimizer_checks(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()
                     &format!("{label} {tag}4 steps {name}: |W_dev - W_cpu| / |update|"),
                     mx,
                     r,
-                    1e-3,
+                    tol,
                 );
             }
         }
