@@ -744,7 +744,18 @@ fn max_batch_arm(
                 )));
             }
         }
-        let r = run(shape).map_err(|e| AttemptError::from_message(e.to_string()))?;
+        // A panic inside candle/cudarc on a failed allocation must not end the other arms:
+        // caught and classified like an error (its unwinding drops the attempt's model).
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(shape)))
+            .map_err(|p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                AttemptError::from_message(format!("panic: {msg}"))
+            })?
+            .map_err(|e| AttemptError::from_message(e.to_string()))?;
         let (used_gib, reserved_gib) = match simulated {
             Some(m) => m,
             None => (
@@ -884,4 +895,65 @@ pub fn table(rep: &P3Report) -> String {
         rep.rates.bf16_square_flops / 1e12
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::p3_max::SimulatedMemory;
+
+    /// A panic inside an attempt (candle/cudarc failing on an allocation) is caught: an
+    /// out-of-memory message steps the search down, another one ends it with its message.
+    #[test]
+    fn a_panicking_attempt_is_classified_and_the_search_goes_on() {
+        let opt = P3Options {
+            dims: ModelDims::llama2_7b(1, 16),
+            batch: 2,
+            seq: 32,
+            steps: 1,
+            warmup: 2,
+            seed: 1,
+            rate_scale: 16,
+            arms: Vec::new(),
+            max_batch: None,
+            profile: false,
+        };
+        let mb = MaxBatchOptions {
+            simulate: Some(SimulatedMemory {
+                fixed_gib: 20.0,
+                per_sample_gib: 3.0,
+                overhead: 1.0,
+                capacity_gib: 50.0,
+            }),
+            ..Default::default()
+        };
+        let arm = find_arm("lora-fused").unwrap();
+        let base = P3Result::empty(&arm);
+        let ok = |shape: RunShape| P3Result {
+            samples_s: vec![0.1; shape.steps],
+            step_s: 0.1,
+            ..P3Result::empty(&arm)
+        };
+        // probe 4 fits; the prediction (budget 48.5 GiB: 9) and the step-downs 8, 7 panic
+        let rep = max_batch_arm(&Device::Cpu, &opt, &mb, &base, 1e12, 1000, |shape| {
+            if shape.batch > 4 {
+                panic!("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")");
+            }
+            Ok(ok(shape))
+        })
+        .unwrap();
+        let tried: Vec<usize> = rep.attempts.iter().map(|a| a.batch).collect();
+        assert_eq!(tried, vec![4, 9, 8, 7]);
+        assert_eq!(rep.error.as_deref(), Some("oom at b=9, 8, 7"));
+        assert!(rep.batch.is_none());
+        let rep = max_batch_arm(&Device::Cpu, &opt, &mb, &base, 1e12, 1000, |shape| {
+            if shape.batch > 4 {
+                panic!("index out of bounds");
+            }
+            Ok(ok(shape))
+        })
+        .unwrap();
+        assert_eq!(rep.attempts.len(), 2);
+        assert_eq!(rep.error.as_deref(), Some("panic: index out of bounds"));
+    }
 }
