@@ -12,9 +12,9 @@
 #   p3torch     bench/reference/p3_torch.py at batch 4 (AdamW, peft LoRA/DoRA, galore-torch and its
 #               layerwise form)
 #   p3max       = p3, then each arm at the largest batch that fits (crosslore-bench p3 --max-batch;
-#               a second table; limit $P3MAX_LIMIT s, default 420)
+#               a second table; limit $P3MAX_LIMIT s, default 300)
 #   p3maxtorch  = p3torch, then the same search for the PyTorch arms (limit $P3MAXTORCH_LIMIT s,
-#               default 300)
+#               default 200)
 #   p3prof      the CrossLore layerwise step's per-phase profile (crosslore-bench p3 --profile:
 #               a device sync at every phase boundary; its own run, not timed with the others)
 #   run(command="STEPS='check p3max p3maxtorch' bash scripts/gpu/run_fused_bench.sh", carry=[".devbin", ".whl5"])
@@ -58,8 +58,8 @@ for s in $STEPS; do
     smol) step p3-smol 80 $B --device cuda p3 --model smollm2 --reps 5 --warmup 2 --arms "$SMOL_ARMS" --json "$OUT/p3_smol.json" ;;
     smoltorch) step smol-torch 60 python3 bench/reference/smol_torch.py --out "$OUT/smol_torch.json" ;;
     p3torch) step p3-torch 120 python3 bench/reference/p3_torch.py --arms "$P3_TORCH_ARMS" --out "$OUT/p3_torch.json" ;;
-    p3max) step p3-max ${P3MAX_LIMIT:-420} $B --device cuda p3 --reps 3 --warmup 2 --arms "$P3_ARMS" --max-batch --json "$OUT/p3_max.json" ;;
-    p3maxtorch) step p3-max-torch ${P3MAXTORCH_LIMIT:-300} python3 bench/reference/p3_torch.py --arms "$P3_TORCH_ARMS" --max-batch --out "$OUT/p3_max_torch.json" ;;
+    p3max) step p3-max ${P3MAX_LIMIT:-300} $B --device cuda p3 --reps 3 --warmup 2 --arms "$P3_ARMS" --max-batch --json "$OUT/p3_max.json" ;;
+    p3maxtorch) step p3-max-torch ${P3MAXTORCH_LIMIT:-200} python3 bench/reference/p3_torch.py --arms "$P3_TORCH_ARMS" --max-batch --out "$OUT/p3_max_torch.json" ;;
     p3prof) step p3-profile 90 $B --device cuda p3 --reps 3 --warmup 2 --arms "$PROF_ARMS" --profile --json "$OUT/p3_profile.json" ;;
     *) echo "unknown step $s" ;;
   esac

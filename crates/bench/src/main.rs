@@ -263,8 +263,11 @@ fn main() -> Result<()> {
                 max_batch: a.max_batch.clone(),
                 profile: a.profile,
             };
-            let rep = crosslore_bench::p3::run(&dev, &opt)?;
-            write_json(&a.json, &rep)?;
+            // the JSON is rewritten after each arm: a run stopped by a time limit keeps its arms
+            let rep = crosslore_bench::p3::run_with_progress(&dev, &opt, |r| {
+                write_json(&a.json, r)
+                    .map_err(|e| crosslore_bench::BenchError::Config(format!("{e:#}")))
+            })?;
             println!("{}", crosslore_bench::p3::table(&rep));
             if opt.max_batch.is_some() {
                 println!("{}", crosslore_bench::p3::max_batch_table(&rep));

@@ -597,6 +597,16 @@ fn run_arm(
 /// Runs P3 for `opt.arms` on `dev`; a failed arm is reported (and its fallback run) without
 /// stopping the others.
 pub fn run(dev: &Device, opt: &P3Options) -> Result<P3Report> {
+    run_with_progress(dev, opt, |_| Ok(()))
+}
+
+/// [`run`], calling `progress` with the report so far after each arm (e.g. to write the JSON,
+/// so that a run stopped by a time limit keeps its finished arms).
+pub fn run_with_progress(
+    dev: &Device,
+    opt: &P3Options,
+    mut progress: impl FnMut(&P3Report) -> Result<()>,
+) -> Result<P3Report> {
     let arms = opt
         .arms
         .iter()
@@ -613,7 +623,14 @@ pub fn run(dev: &Device, opt: &P3Options) -> Result<P3Report> {
     let pool_is_default = pool::current(dev)?.map(|(_, d)| d);
     #[cfg(not(feature = "cuda"))]
     let pool_is_default = None;
-    let mut results = Vec::new();
+    let mut rep = P3Report {
+        device: crate::device_name(dev),
+        options: opt.clone(),
+        rates,
+        n_params,
+        pool_is_default,
+        results: Vec::new(),
+    };
     let mut queue: std::collections::VecDeque<Arm> = arms.into();
     while let Some(arm) = queue.pop_front() {
         let base = RunShape {
@@ -622,16 +639,16 @@ pub fn run(dev: &Device, opt: &P3Options) -> Result<P3Report> {
             steps: opt.steps,
             profiled: if opt.profile { opt.steps.max(1) } else { 0 },
         };
-        let peak_flops = rates.bf16_square_flops;
+        let peak_flops = rep.rates.bf16_square_flops;
         let r = match run_arm(dev, opt, &model_cfg, &arm, n_params, peak_flops, base) {
             Ok(mut r) => {
                 if let Some(mb) = &opt.max_batch {
                     let arm_run = |shape: RunShape| {
                         run_arm(dev, opt, &model_cfg, &arm, n_params, peak_flops, shape)
                     };
-                    let rep = max_batch_arm(dev, opt, mb, &r, peak_flops, n_params, arm_run)?;
-                    eprintln!("p3 max batch {}: {rep:?}", arm.label);
-                    r.max_batch = Some(rep);
+                    let found = max_batch_arm(dev, opt, mb, &r, peak_flops, n_params, arm_run)?;
+                    eprintln!("p3 max batch {}: {found:?}", arm.label);
+                    r.max_batch = Some(found);
                 }
                 r
             }
@@ -646,17 +663,11 @@ pub fn run(dev: &Device, opt: &P3Options) -> Result<P3Report> {
             }
         };
         eprintln!("p3: {r:?}");
-        results.push(r);
+        rep.results.push(r);
+        progress(&rep)?;
         dev.synchronize()?;
     }
-    Ok(P3Report {
-        device: crate::device_name(dev),
-        options: opt.clone(),
-        rates,
-        n_params,
-        pool_is_default,
-        results,
-    })
+    Ok(rep)
 }
 
 /// The largest-batch search of one arm whose run at `opt.batch` gave `base` ([`crate::p3_max`]).
