@@ -27,6 +27,7 @@ use crosslore_optim::{AdamW, AdamWConfig, ParamOptimizer};
 use crate::check::{decaying, gaussian, proj, rel, CheckReport};
 use crate::Result;
 
+mod sq_norms;
 mod topk;
 
 pub fn run(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()> {
@@ -184,6 +185,7 @@ pub fn run(dev: &Device, seed: u64, rep: &mut CheckReport) -> Result<()> {
             1e-3,
         );
     }
+    sq_norms::run(dev, seed, rep)?;
     topk::run(dev, seed, rep)
 }
 

@@ -60,6 +60,41 @@ __device__ void nonfinite_impl(const T* x, uint64_t n, int* flag) {
 extern "C" __global__ void nonfinite_f32(const float* x, uint64_t n, int* flag) { nonfinite_impl(x, n, flag); }
 extern "C" __global__ void nonfinite_bf16(const bf16_t* x, uint64_t n, int* flag) { nonfinite_impl(x, n, flag); }
 
+// ---- sum of squares, deterministic two-pass: partial[blockIdx.x] = sum of this block's x[i]^2 ----
+// Fixed grid (SQSUM_BLOCKS blocks of 256 threads, set by the Rust wrapper): each thread sums its
+// grid-stride entries in f32, the block reduces by warp shuffles in a fixed order; the partials of
+// every tensor are summed in f64, in block order, by sqsum_final. Same bits on every run.
+template <typename T>
+__device__ void sqsum_partial_impl(const T* x, uint64_t n, float* partial) {
+    float acc = 0.f;
+    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n;
+         i += (uint64_t)gridDim.x * blockDim.x) {
+        float v = load_f(x, i);
+        acc = fmaf(v, v, acc);
+    }
+    __shared__ float warp_sums[32];
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, o);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) warp_sums[warp] = acc;
+    __syncthreads();
+    if (warp == 0) {
+        acc = lane < (int)(blockDim.x >> 5) ? warp_sums[lane] : 0.f;
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, o);
+        if (lane == 0) partial[blockIdx.x] = acc;
+    }
+}
+extern "C" __global__ void sqsum_partial_f32(const float* x, uint64_t n, float* partial) { sqsum_partial_impl(x, n, partial); }
+extern "C" __global__ void sqsum_partial_bf16(const bf16_t* x, uint64_t n, float* partial) { sqsum_partial_impl(x, n, partial); }
+
+// out[t] = sum_b partial[t * blocks + b] in f64, b in order; one thread per tensor.
+extern "C" __global__ void sqsum_final(const float* partial, uint32_t blocks, uint32_t tensors, double* out) {
+    uint32_t t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= tensors) return;
+    double s = 0.0;
+    for (uint32_t b = 0; b < blocks; ++b) s += (double)partial[(uint64_t)t * blocks + b];
+    out[t] = s;
+}
+
 // ---- AdamW, torch.optim.AdamW's single-tensor formula (crates/optim/src/adamw.rs) ----
 // w *= decay; m += (g - m) * omb1; v = b2 v + omb2 g^2; w -= step * m / (sqrt(v) * inv_sqrt_bc2 + eps)
 template <typename T>

@@ -171,6 +171,65 @@ fn nonfinite_flags(op: &'static str, ts: &[&Tensor]) -> Result<Vec<bool>> {
     Ok(h.iter().map(|&f| f != 0).collect())
 }
 
+/// Blocks of the sum-of-squares partial pass: a fixed count (not `grid(n)`) so that the partials,
+/// and hence the result, are the same bits for every run on every card.
+const SQSUM_BLOCKS: u32 = 1024;
+
+/// `sum(t^2)` of each tensor (f32 or bf16, contiguous, on one CUDA device) with ONE
+/// synchronisation: a partial-sum kernel per tensor (f32 per thread, fixed grid), one kernel
+/// summing each tensor's partials in f64 in a fixed order, one copy of `ts.len()` f64 to the host.
+/// Deterministic. Device twin of the trainer's gradient norm (`crosslore_train::grads::sq_norms`:
+/// f32 squares, row sums, then a sum; the two agree to f32 rounding of the summation order).
+/// Reads each gradient once (2 bytes per bf16 entry) instead of candle's convert + square + row
+/// sums + sum, which wrote and read f32 copies of every gradient.
+pub fn sq_norms_many(ts: &[&Tensor]) -> Result<Vec<f64>> {
+    let op = "sq_norms_many";
+    let Some(first) = ts.first() else {
+        return Ok(Vec::new());
+    };
+    let cd = cuda_dev(op, first)?;
+    let stream = cd.cuda_stream();
+    let blocks = SQSUM_BLOCKS as usize;
+    let partial = stream
+        .alloc_zeros::<f32>(ts.len() * blocks)
+        .map_err(|e| err("alloc", e))?;
+    let out = stream
+        .alloc_zeros::<f64>(ts.len())
+        .map_err(|e| err("alloc", e))?;
+    let base = partial.device_ptr(&stream).0;
+    let cfg = LaunchConfig {
+        grid_dim: (SQSUM_BLOCKS, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    for (i, t) in ts.iter().enumerate() {
+        let name = typed(op, "sqsum_partial", t)?;
+        let (p, n) = (ptr(op, t, cd)?, t.elem_count() as u64);
+        // SAFETY: p addresses n elements of t's dtype; slot is &partial[i * blocks], SQSUM_BLOCKS
+        // f32 of a buffer that lives until the copy below.
+        let slot = base + 4 * (i * blocks) as u64;
+        launch!(cd, name, cfg, p, n, slot);
+    }
+    let tensors = ts.len() as u32;
+    let po = out.device_ptr(&stream).0;
+    let fin = LaunchConfig {
+        grid_dim: (tensors.div_ceil(128), 1, 1),
+        block_dim: (128, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: partial holds tensors * SQSUM_BLOCKS f32, out tensors f64, both alive here.
+    launch!(
+        cd,
+        "sqsum_final".to_string(),
+        fin,
+        base,
+        SQSUM_BLOCKS,
+        tensors,
+        po
+    );
+    stream.clone_dtoh(&out).map_err(|e| err("sum copy", e))
+}
+
 /// Scalars of one fused AdamW step (torch's single-tensor formula; see `crosslore_optim::adamw`).
 #[derive(Debug, Clone, Copy)]
 pub struct AdamWScalars {

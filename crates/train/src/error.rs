@@ -21,6 +21,8 @@ pub enum TrainError {
     Optim(#[from] crosslore_optim::OptimError),
     #[error("data: {0}")]
     Data(#[from] crosslore_data::DataError),
+    #[error("device kernel: {0}")]
+    Linalg(#[from] crosslore_linalg::LinalgError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error("{path}: {action}: {source}")]
