@@ -9,11 +9,18 @@ start of the arm minus `free_fraction` of the card; overhead = reserved / alloca
 Refinement: the peak is convex piecewise-affine in b (the moment of the step holding the most
 activations takes over at large b), so a line underestimates it beyond its points; when b_max is
 more than twice the probe's batch, a second probe at b_max / 2 and the line through the two probes
-give the final b_max. b_max is run in full; on out-of-memory the batch steps down to min(b - 1, floor(0.9 b)) at most
+give the final b_max. Plateau: when a probe's peak is within FLAT (0.5 %) of the point below it,
+the peak is a batch-independent plateau (e.g. torch AdamW's optimizer step, above the activations
+at small b): the probe batch doubles, at most MAX_FLAT times, and the search goes on from the last
+flat point (the refinement then puts both points of the final line on the activations' piece).
+b_max is run in full; on out-of-memory the batch steps down to min(b - 1, floor(0.9 b)) at most
 `step_downs` times; the row says `oom at b=...`.
 
 `python max_batch.py` runs the self-test (the same cases as the Rust unit tests)."""
 import math
+
+FLAT = 0.005
+MAX_FLAT = 4
 
 
 class Oom(Exception):
@@ -79,6 +86,7 @@ def search(base, budget_gib, attempt, step_downs=2, limit=512):
         out["error"] = f"limit {limit} leaves no batch above the base batch {base['batch']}"
         return out
     low, probe_at = base, probe_b
+    refined, flat = False, 0
     while True:
         try:
             mem, _ = run(probe_at, "probe")
@@ -89,6 +97,11 @@ def search(base, budget_gib, attempt, step_downs=2, limit=512):
         except Failed as e:
             out["error"] = str(e)
             return out
+        up = min(2 * probe_at, max(limit, 1))
+        if mem["used_gib"] <= low["used_gib"] * (1 + FLAT) and flat < MAX_FLAT and up > probe_at:
+            flat += 1
+            low, probe_at = mem, up  # a plateau: probe higher
+            continue
         try:
             p = plan(low, mem, budget_gib, limit)
         except ValueError as e:
@@ -96,7 +109,8 @@ def search(base, budget_gib, attempt, step_downs=2, limit=512):
             return out
         out["plan"] = p
         nxt = p["batch"] // 2
-        if low["batch"] == base["batch"] and nxt > probe_at:
+        if not refined and nxt > probe_at:
+            refined = True
             low, probe_at = mem, nxt  # refine: a second probe at half the prediction
             continue
         b = p["batch"]
@@ -187,6 +201,26 @@ def _self_test():
     s = search(point(4), 100.0, device(40.0, calls))
     assert calls == [(8, "probe"), (7, "final"), (6, "final")] and s["best"][1] == 6, calls
     assert s["plan"] is None and s["error"] == "oom at b=8, 7", s
+
+    # plateau (torch AdamW: the optimizer step's peak is above the activations up to b ~ 12)
+    def plateau(b):
+        return max(62.8, 13.5 + 4.0 * b)
+    calls = []
+
+    def flat_card(b, kind):
+        calls.append((b, kind))
+        if plateau(b) > cap:
+            raise Oom("out of memory")
+        return {"batch": b, "used_gib": plateau(b), "reserved_gib": plateau(b)}, b
+    s = search({"batch": 4, "used_gib": plateau(4), "reserved_gib": plateau(4)}, budget, flat_card)
+    assert [c[0] for c in calls[:2]] == [8, 16] and s["error"] is None, (calls, s)
+    assert abs(s["plan"]["per_sample_gib"] - 4.0) < 1e-9 and s["best"][1] == 30, (calls, s)
+    # a plateau up to the limit: reported, not run
+    calls = []
+    s = search({"batch": 4, "used_gib": 62.8, "reserved_gib": 62.8}, budget,
+               lambda b, k: (calls.append(b) or ({"batch": b, "used_gib": 62.8, "reserved_gib": 62.8}, b)),
+               limit=64)
+    assert calls == [8, 16, 32, 64] and "did not grow" in s["error"], (calls, s)
 
     def broken(b, kind):
         raise Failed("shape mismatch")

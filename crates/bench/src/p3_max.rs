@@ -23,6 +23,12 @@
 //! probe runs at `b_max / 2` and the line through the two probes gives the final `b_max`
 //! (extrapolated over at most a factor 2).
 //!
+//! **Plateau.** When a probe's peak is within 0.5 % of the point below it, the peak at these
+//! batches is a batch-independent moment (PyTorch AdamW's optimizer step, 62.8 GiB at b = 4 and
+//! 8 on the H200, above the activations): the probe batch doubles (at most 4 times) and the
+//! search goes on from the last flat point; the refinement then puts both points of the final
+//! line on the activations' piece. Same rule in `bench/reference/max_batch.py`.
+//!
 //! `b_max` is run in full (`warmup` + timed steps). If it fails with out-of-memory, the batch
 //! steps down to `min(b - 1, floor(0.9 b))`, at most `step_downs` (2) times; the row says
 //! `oom at b=...` for each batch that failed. A failed attempt's model, optimizer and
@@ -242,6 +248,11 @@ pub struct Searched<T> {
 
 /// The search of the module docs. `attempt(batch, kind)` runs the arm (a probe: `warmup` steps;
 /// a final run: warm-up + timed steps), dropping everything it allocated before it returns.
+/// Relative growth below which a probe counts as flat (see [`search`]).
+const FLAT: f64 = 0.005;
+/// Doublings of the probe batch on a plateau.
+const MAX_FLAT: usize = 4;
+
 pub fn search<T>(
     base: MemPoint,
     budget_gib: f64,
@@ -279,17 +290,31 @@ pub fn search<T>(
     }
     // Probes: at twice the base batch, then (refinement) at half a prediction more than twice
     // the last probe; each plan uses the two largest points.
+    // A probe within FLAT of the point below it sits on a batch-independent plateau (e.g. an
+    // optimizer step's peak above the activations at small batches): the probe batch doubles,
+    // at most MAX_FLAT times, and the search goes on from the last flat point.
     let mut low = base;
     let mut probe_at = probe_b;
+    let (mut refined, mut flat) = (false, 0);
     let mut b = loop {
         let res = attempt(probe_at, AttemptKind::Probe);
         record(&mut out, probe_at, AttemptKind::Probe, &res);
         match res {
+            Ok(r)
+                if r.mem.used_gib <= low.used_gib * (1.0 + FLAT)
+                    && flat < MAX_FLAT
+                    && (2 * probe_at).min(opts.limit.max(1)) > probe_at =>
+            {
+                flat += 1;
+                low = r.mem;
+                probe_at = (2 * probe_at).min(opts.limit.max(1));
+            }
             Ok(r) => match plan(low, r.mem, budget_gib, opts.limit) {
                 Ok(p) => {
                     out.plan = Some(p);
                     let next = p.batch / 2;
-                    if low.batch == base.batch && next > probe_at {
+                    if !refined && next > probe_at {
+                        refined = true;
                         low = r.mem;
                         probe_at = next;
                         continue;
@@ -610,5 +635,75 @@ mod tests {
         assert_eq!(n, 1);
         assert_eq!(s.error.as_deref(), Some("shape mismatch"));
         assert_eq!(s.attempts[0].error.as_deref(), Some("shape mismatch"));
+    }
+
+    #[test]
+    fn search_climbs_off_a_plateau() {
+        // PyTorch AdamW at 7B: the optimizer step's 62.8 GiB dominates until b ~ 12
+        let peak = |b: usize| (62.8f64).max(13.5 + 4.0 * b as f64);
+        let cap = 139.0f64;
+        let budget = 0.97 * cap;
+        let mut calls = Vec::new();
+        let s = search(
+            MemPoint {
+                batch: 4,
+                used_gib: peak(4),
+                reserved_gib: peak(4),
+            },
+            budget,
+            &MaxBatchOptions::default(),
+            |b, kind| {
+                calls.push(b);
+                let p = peak(b);
+                if p > cap {
+                    return Err(AttemptError::Oom("out of memory".into()));
+                }
+                Ok(Ran {
+                    mem: MemPoint {
+                        batch: b,
+                        used_gib: p,
+                        reserved_gib: p,
+                    },
+                    result: b,
+                })
+            },
+        );
+        assert_eq!(&calls[..2], &[8, 16], "{calls:?}");
+        assert!(s.error.is_none(), "{:?}", s.error);
+        assert!((s.plan.map(|p| p.per_sample_gib).unwrap_or(0.0) - 4.0).abs() < 1e-9);
+        assert_eq!(
+            s.best.map(|r| r.result),
+            Some(((budget - 13.5) / 4.0).floor() as usize)
+        );
+    }
+
+    #[test]
+    fn search_reports_a_plateau_up_to_the_limit() {
+        let flat = |b: usize| MemPoint {
+            batch: b,
+            used_gib: 62.8,
+            reserved_gib: 62.8,
+        };
+        let mut calls = Vec::new();
+        let opts = MaxBatchOptions {
+            limit: 64,
+            ..MaxBatchOptions::default()
+        };
+        let s = search(flat(4), 130.0, &opts, |b, _| {
+            calls.push(b);
+            Ok(Ran {
+                mem: flat(b),
+                result: b,
+            })
+        });
+        assert_eq!(calls, vec![8, 16, 32, 64]);
+        assert!(s.best.is_none());
+        assert!(
+            s.error
+                .as_deref()
+                .is_some_and(|e| e.contains("did not grow")),
+            "{:?}",
+            s.error
+        );
     }
 }
