@@ -652,7 +652,7 @@ mod tests {
             },
             budget,
             &MaxBatchOptions::default(),
-            |b, kind| {
+            |b, _kind| {
                 calls.push(b);
                 let p = peak(b);
                 if p > cap {

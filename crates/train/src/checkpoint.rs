@@ -111,11 +111,12 @@ impl Trainer {
     pub fn save_checkpoint(&self, run_dir: &Path, keep: usize) -> Result<PathBuf> {
         let final_dir = run_dir.join(format!("ckpt-{}", self.step));
         write_dir_atomic(&final_dir, |tmp| self.write_checkpoint_files(tmp))?;
-        // Temporary folders of other steps are leftovers of a killed run (one writer per run).
+        // Leftovers of a killed run (one writer per run): unfinished writes of other steps
+        // (`.tmp`) and unfinished removals (`.del`).
         if let Ok(entries) = fs::read_dir(run_dir) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with("ckpt-") && name.ends_with(".tmp") {
+                if name.starts_with("ckpt-") && (name.ends_with(".tmp") || name.ends_with(".del")) {
                     let _ = fs::remove_dir_all(e.path());
                 }
             }
@@ -124,7 +125,16 @@ impl Trainer {
             let all = list_checkpoints(run_dir)?;
             let n = all.len();
             for (_, old) in all.into_iter().take(n.saturating_sub(keep)) {
-                fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, "remove old", e))?;
+                // Renamed out of the listing first (atomic), then removed: a kill during the
+                // removal left a half-deleted `ckpt-<n>` that still held its trainer.json, which
+                // the listing took for a checkpoint and a resume failed on (the crash-safety
+                // test's SIGKILLs hit it on 2026-11-29).
+                let mut doomed = old.clone().into_os_string();
+                doomed.push(".del");
+                let doomed = PathBuf::from(doomed);
+                fs::rename(&old, &doomed).map_err(|e| TrainError::io(&old, "retire old", e))?;
+                fs::remove_dir_all(&doomed)
+                    .map_err(|e| TrainError::io(&doomed, "remove old", e))?;
             }
         }
         Ok(final_dir)

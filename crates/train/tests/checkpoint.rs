@@ -106,6 +106,36 @@ fn keeps_last_k_and_ignores_partial_folders() {
     assert_eq!(saved.len(), t.params().len());
 }
 
+/// Pruning renames a checkpoint to `ckpt-<n>.del` before removing it: a kill during the removal
+/// leaves a `.del` folder (possibly still holding its trainer.json), which is never listed as a
+/// checkpoint and is cleaned up by the next save.
+#[test]
+fn a_half_removed_checkpoint_is_never_listed() {
+    let cfg = tiny_train_config(Method::Lora);
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = trainer(&cfg);
+    t.step().unwrap();
+    t.save_checkpoint(dir.path(), 1).unwrap();
+    // The kill: ckpt-1 was retired and its removal had deleted the weights, not trainer.json.
+    std::fs::rename(dir.path().join("ckpt-1"), dir.path().join("ckpt-1.del")).unwrap();
+    std::fs::remove_file(dir.path().join("ckpt-1.del/trainable.safetensors")).unwrap();
+    assert!(dir.path().join("ckpt-1.del/trainer.json").is_file());
+    assert!(list_checkpoints(dir.path()).unwrap().is_empty());
+    t.step().unwrap();
+    t.save_checkpoint(dir.path(), 1).unwrap();
+    t.step().unwrap();
+    t.save_checkpoint(dir.path(), 1).unwrap();
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["ckpt-3".to_string()],
+        "no .del left, older pruned"
+    );
+}
+
 /// Re-saving a step that already has a checkpoint moves the old one aside first; a crash between
 /// the two renames leaves `ckpt-<n>.old`, which still counts, and the next save cleans it up.
 #[test]
