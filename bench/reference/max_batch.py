@@ -184,17 +184,23 @@ def _self_test():
     s = search(point(4), budget, device(50.0, calls))
     assert [c[0] for c in calls] == [8, 18, 16, 14, 12] and s["best"] is None, calls
     assert s["error"] == "oom at b=18, 16, 14, 12", s
+    def at_peak(b, p):
+        return {"batch": b, "used_gib": p, "reserved_gib": p}
+
+    def card(peak, capacity, calls):
+        """A device whose peak at batch b is peak(b) (used = reserved), capacity GiB in all."""
+        def attempt(b, kind):
+            calls.append((b, kind))
+            if peak(b) > capacity:
+                raise Oom("out of memory")
+            return at_peak(b, peak(b)), b
+        return attempt
+
     # convex peak (whole-model step): the refining probe finds the steep piece
-    def peak(b):
+    def convex(b):
         return max(75.0 + 0.3 * b, 62.6 + 2.4 * b)
     calls = []
-
-    def convex(b, kind):
-        calls.append((b, kind))
-        if peak(b) > cap:
-            raise Oom("out of memory")
-        return {"batch": b, "used_gib": peak(b), "reserved_gib": peak(b)}, b
-    s = search({"batch": 4, "used_gib": peak(4), "reserved_gib": peak(4)}, budget, convex)
+    s = search(at_peak(4, convex(4)), budget, card(convex, cap, calls))
     assert calls == [(8, "probe"), (22, "probe"), (30, "final")] and s["best"][1] == 30, calls
     assert abs(s["plan"]["per_sample_gib"] - 2.4) < 1e-9, s
     calls = []
@@ -206,21 +212,13 @@ def _self_test():
     def plateau(b):
         return max(62.8, 13.5 + 4.0 * b)
     calls = []
-
-    def flat_card(b, kind):
-        calls.append((b, kind))
-        if plateau(b) > cap:
-            raise Oom("out of memory")
-        return {"batch": b, "used_gib": plateau(b), "reserved_gib": plateau(b)}, b
-    s = search({"batch": 4, "used_gib": plateau(4), "reserved_gib": plateau(4)}, budget, flat_card)
+    s = search(at_peak(4, plateau(4)), budget, card(plateau, cap, calls))
     assert [c[0] for c in calls[:2]] == [8, 16] and s["error"] is None, (calls, s)
     assert abs(s["plan"]["per_sample_gib"] - 4.0) < 1e-9 and s["best"][1] == 30, (calls, s)
     # a plateau up to the limit: reported, not run
     calls = []
-    s = search({"batch": 4, "used_gib": 62.8, "reserved_gib": 62.8}, budget,
-               lambda b, k: (calls.append(b) or ({"batch": b, "used_gib": 62.8, "reserved_gib": 62.8}, b)),
-               limit=64)
-    assert calls == [8, 16, 32, 64] and "did not grow" in s["error"], (calls, s)
+    s = search(at_peak(4, 62.8), budget, card(lambda b: 62.8, math.inf, calls), limit=64)
+    assert [c[0] for c in calls] == [8, 16, 32, 64] and "did not grow" in s["error"], (calls, s)
 
     def broken(b, kind):
         raise Failed("shape mismatch")

@@ -421,12 +421,12 @@ fn run_arm(
     drop(t);
     dev.synchronize()?;
     let step_s = median(&samples);
-    let tokens = (shape.batch * opt.seq) as f64;
+    let (tokens_per_s, mfu) = throughput(shape.batch * opt.seq, n_params, step_s, peak_flops);
     Ok(P3Result {
         samples_s: samples,
         step_s,
-        tokens_per_s: tokens / step_s,
-        mfu: 6.0 * n_params as f64 * tokens / step_s / peak_flops,
+        tokens_per_s,
+        mfu,
         peak_used_gib,
         peak_reserved_gib,
         first_step_s,
@@ -435,6 +435,16 @@ fn run_arm(
         profiled_step_s: median(&profiled),
         ..P3Result::empty(arm)
     })
+}
+
+/// (tokens / s, MFU) of a step of `tokens` tokens taking `step_s`: MFU = 6 N tokens / time /
+/// the bf16 matmul rate measured in the same run (module docs).
+fn throughput(tokens: usize, n_params: usize, step_s: f64, peak_flops: f64) -> (f64, f64) {
+    let tokens = tokens as f64;
+    (
+        tokens / step_s,
+        6.0 * n_params as f64 * tokens / step_s / peak_flops,
+    )
 }
 
 /// Runs P3 for `opt.arms` on `dev`; a failed arm is reported (and its fallback run) without
@@ -633,11 +643,10 @@ fn max_batch_arm(
     rep.error = searched.error;
     if let Some(best) = searched.best {
         let r = best.result;
-        let tokens = (best.mem.batch * opt.seq) as f64;
         rep.batch = Some(best.mem.batch);
         rep.step_s = r.step_s;
-        rep.tokens_per_s = tokens / r.step_s;
-        rep.mfu = 6.0 * n_params as f64 * tokens / r.step_s / peak_flops;
+        (rep.tokens_per_s, rep.mfu) =
+            throughput(best.mem.batch * opt.seq, n_params, r.step_s, peak_flops);
         rep.samples_s = r.samples_s;
         rep.peak_used_gib = Some(best.mem.used_gib);
         rep.peak_reserved_gib = Some(best.mem.reserved_gib);

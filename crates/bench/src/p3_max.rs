@@ -404,6 +404,33 @@ mod tests {
         }
     }
 
+    /// A device whose peak at batch `b` is `peak(b)` GiB (used = reserved), `cap` GiB in all.
+    fn card<'a>(
+        peak: impl Fn(usize) -> f64 + 'a,
+        cap: f64,
+        calls: &'a mut Vec<(usize, AttemptKind)>,
+    ) -> impl FnMut(usize, AttemptKind) -> Result<Ran<usize>, AttemptError> + 'a {
+        move |b, kind| {
+            calls.push((b, kind));
+            let p = peak(b);
+            if p > cap {
+                return Err(AttemptError::Oom("out of memory".into()));
+            }
+            Ok(Ran {
+                mem: at_peak(b, p),
+                result: b,
+            })
+        }
+    }
+
+    fn at_peak(batch: usize, p: f64) -> MemPoint {
+        MemPoint {
+            batch,
+            used_gib: p,
+            reserved_gib: p,
+        }
+    }
+
     const SIM: SimulatedMemory = SimulatedMemory {
         fixed_gib: 20.0,
         per_sample_gib: 3.0,
@@ -582,28 +609,10 @@ mod tests {
         let truth = ((budget - 62.6) / 2.4).floor() as usize; // 30
         let mut calls = Vec::new();
         let s = search(
-            MemPoint {
-                batch: 4,
-                used_gib: peak(4),
-                reserved_gib: peak(4),
-            },
+            at_peak(4, peak(4)),
             budget,
             &MaxBatchOptions::default(),
-            |b, kind| {
-                calls.push((b, kind));
-                let p = peak(b);
-                if p > cap {
-                    return Err(AttemptError::Oom("out of memory".into()));
-                }
-                Ok(Ran {
-                    mem: MemPoint {
-                        batch: b,
-                        used_gib: p,
-                        reserved_gib: p,
-                    },
-                    result: b,
-                })
-            },
+            card(peak, cap, &mut calls),
         );
         // the first line predicts 45 (would need 170 GiB); the second probe at 22
         assert_eq!(
@@ -645,30 +654,13 @@ mod tests {
         let budget = 0.97 * cap;
         let mut calls = Vec::new();
         let s = search(
-            MemPoint {
-                batch: 4,
-                used_gib: peak(4),
-                reserved_gib: peak(4),
-            },
+            at_peak(4, peak(4)),
             budget,
             &MaxBatchOptions::default(),
-            |b, _kind| {
-                calls.push(b);
-                let p = peak(b);
-                if p > cap {
-                    return Err(AttemptError::Oom("out of memory".into()));
-                }
-                Ok(Ran {
-                    mem: MemPoint {
-                        batch: b,
-                        used_gib: p,
-                        reserved_gib: p,
-                    },
-                    result: b,
-                })
-            },
+            card(peak, cap, &mut calls),
         );
-        assert_eq!(&calls[..2], &[8, 16], "{calls:?}");
+        let batches: Vec<usize> = calls.iter().map(|c| c.0).collect();
+        assert_eq!(&batches[..2], &[8, 16], "{calls:?}");
         assert!(s.error.is_none(), "{:?}", s.error);
         assert!((s.plan.map(|p| p.per_sample_gib).unwrap_or(0.0) - 4.0).abs() < 1e-9);
         assert_eq!(
@@ -679,24 +671,19 @@ mod tests {
 
     #[test]
     fn search_reports_a_plateau_up_to_the_limit() {
-        let flat = |b: usize| MemPoint {
-            batch: b,
-            used_gib: 62.8,
-            reserved_gib: 62.8,
-        };
         let mut calls = Vec::new();
         let opts = MaxBatchOptions {
             limit: 64,
             ..MaxBatchOptions::default()
         };
-        let s = search(flat(4), 130.0, &opts, |b, _| {
-            calls.push(b);
-            Ok(Ran {
-                mem: flat(b),
-                result: b,
-            })
-        });
-        assert_eq!(calls, vec![8, 16, 32, 64]);
+        let s = search(
+            at_peak(4, 62.8),
+            130.0,
+            &opts,
+            card(|_| 62.8, f64::INFINITY, &mut calls),
+        );
+        let batches: Vec<usize> = calls.iter().map(|c| c.0).collect();
+        assert_eq!(batches, vec![8, 16, 32, 64]);
         assert!(s.best.is_none());
         assert!(
             s.error

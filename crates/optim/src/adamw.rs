@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{OptimError, Result};
 use crate::state::{self, OptimizerKind, SavedMeta};
-use crate::{check_grad_raw, check_grads_raw, commit_weight, tensor_bytes};
+use crate::{check_grad_raw, commit_weight, step_all_checked, tensor_bytes};
 use crate::{ParamOptimizer, StateBytes, StepInfo};
 
 /// Hyper-parameters; defaults are `torch.optim.AdamW`'s.
@@ -228,17 +228,10 @@ impl ParamOptimizer for AdamW {
         self.step_checked(name, var, g)
     }
 
-    /// Batched: every gradient is checked first, on CUDA in ONE finiteness synchronisation for
-    /// all of them ([`check_grads_raw`]; the loop synchronises once per parameter), so a NaN/Inf
-    /// gradient anywhere leaves every parameter and state untouched; then each parameter's step
-    /// in order. Same results as the loop of [`Self::step_param`].
+    /// Batched: every gradient checked first (one finiteness synchronisation on CUDA; the loop
+    /// synchronises once per parameter), then each step ([`step_all_checked`]).
     fn step_params(&mut self, items: &[(&str, &Var, &Tensor)]) -> Result<Vec<StepInfo>> {
-        let gs = check_grads_raw(items)?;
-        items
-            .iter()
-            .zip(gs)
-            .map(|(&(name, var, _), g)| self.step_checked(name, var, g))
-            .collect()
+        step_all_checked(items, |name, var, g| self.step_checked(name, var, g))
     }
 
     fn state_bytes(&self) -> StateBytes {

@@ -24,7 +24,7 @@ use crate::groups::{default_rules, GroupRule, ParamGroups, ProjSettings, Resolve
 use crate::projector::{ProjSide, Projector};
 use crate::residual::ResidualState;
 use crate::state::{self, OptimizerKind, SavedMeta};
-use crate::{check_grad_raw, check_grads_raw, commit_weight, tensor_bytes};
+use crate::{check_grad_raw, commit_weight, step_all_checked, tensor_bytes};
 use crate::{ParamOptimizer, RefreshHook, StateBytes, StepInfo};
 
 /// Configuration of [`GaLoreAdamW`]; defaults are galore-torch's / transformers' (lr 1e-3,
@@ -478,16 +478,10 @@ impl ParamOptimizer for GaLoreAdamW {
         self.step_checked(name, var, g)
     }
 
-    /// Batched: one finiteness synchronisation for all gradients on CUDA (a NaN/Inf gradient
-    /// leaves every parameter untouched), then each parameter's step in order (the exact SVD
-    /// refreshes stay one at a time). Same results as the loop of [`Self::step_param`].
+    /// Batched: every gradient checked first (one finiteness synchronisation on CUDA), then each
+    /// step ([`step_all_checked`]; the exact SVD refreshes stay one at a time).
     fn step_params(&mut self, items: &[(&str, &Var, &Tensor)]) -> Result<Vec<StepInfo>> {
-        let gs = check_grads_raw(items)?;
-        items
-            .iter()
-            .zip(gs)
-            .map(|(&(name, var, _), g)| self.step_checked(name, var, g))
-            .collect()
+        step_all_checked(items, |name, var, g| self.step_checked(name, var, g))
     }
 
     fn state_bytes(&self) -> StateBytes {

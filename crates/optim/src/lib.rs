@@ -165,6 +165,23 @@ pub(crate) fn check_grad_raw(name: &str, var: &Var, grad: &Tensor) -> Result<Ten
     Ok(g)
 }
 
+/// `step_params` of an optimizer whose parameter steps are independent: every gradient checked
+/// first ([`check_grads_raw`]: on CUDA one finiteness synchronisation for all of them, so a
+/// NaN/Inf gradient anywhere leaves every parameter and state untouched), then `step` (the
+/// optimizer's step of a checked gradient) per parameter in order. Same results as the loop of
+/// `step_param`.
+pub(crate) fn step_all_checked(
+    items: &[(&str, &Var, &Tensor)],
+    mut step: impl FnMut(&str, &Var, Tensor) -> Result<StepInfo>,
+) -> Result<Vec<StepInfo>> {
+    let gs = check_grads_raw(items)?;
+    items
+        .iter()
+        .zip(gs)
+        .map(|(&(name, var, _), g)| step(name, var, g))
+        .collect()
+}
+
 /// [`check_grad_raw`] of several gradients. On CUDA, when every gradient is an f32/bf16 tensor
 /// of its weight's shape, the finiteness flags of all of them are computed on the device and
 /// read in ONE synchronisation (`kernels::any_nonfinite_many`); otherwise (CPU, other dtypes) it

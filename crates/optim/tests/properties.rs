@@ -720,6 +720,34 @@ fn step_all<O: ParamOptimizer>(
     Ok(opt.step_params(&items)?)
 }
 
+/// The loop of `step_param` over `params` with gradients `g` (what `step_params` must equal).
+fn step_loop<O: ParamOptimizer>(
+    opt: &mut O,
+    params: &[(String, Var)],
+    g: &[Tensor],
+) -> Result<Vec<crosslore_optim::StepInfo>> {
+    params
+        .iter()
+        .zip(g)
+        .map(|((n, v), g)| Ok(opt.step_param(n, v, g)?))
+        .collect()
+}
+
+/// `a` and `b` save byte-identical state files.
+fn assert_same_saved_state<O: ParamOptimizer>(a: &O, b: &O, what: &str) -> Result<()> {
+    let (da, db) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    a.save(da.path())?;
+    b.save(db.path())?;
+    for f in ["optimizer.safetensors", "optimizer.json"] {
+        assert_eq!(
+            std::fs::read(da.path().join(f))?,
+            std::fs::read(db.path().join(f))?,
+            "{f} {what}"
+        );
+    }
+    Ok(())
+}
+
 /// CrossLore's batched `step_params` (refreshes through `rsi_many`, one finiteness pass) gives
 /// bit-identical weights, step infos and saved state to the loop of `step_param`, through
 /// several refreshes (gap 3), with warm starts, the residual and a two-sided (`Full`) variant.
@@ -741,11 +769,7 @@ fn crosslore_step_params_equals_the_step_param_loop_bit_identically() -> Result<
         let mut b = CrossLoreAdamW::with_params(copy.clone(), cfg)?;
         let gs = grads(&params, 8, 22)?;
         for (t, g) in gs.iter().enumerate() {
-            let ia = params
-                .iter()
-                .zip(g)
-                .map(|((n, v), g)| Ok(a.step_param(n, v, g)?))
-                .collect::<Result<Vec<_>>>()?;
+            let ia = step_loop(&mut a, &params, g)?;
             let ib = step_all(&mut b, &copy, g)?;
             assert_eq!(ia, ib, "step infos, step {t} (warm {warm}, full {full})");
             assert!(ia.iter().any(|i| i.refreshed) == (t % 3 == 0), "step {t}");
@@ -757,16 +781,7 @@ fn crosslore_step_params_equals_the_step_param_loop_bit_identically() -> Result<
                 "{n} (warm {warm}, full {full})"
             );
         }
-        let (da, db) = (tempfile::tempdir()?, tempfile::tempdir()?);
-        a.save(da.path())?;
-        b.save(db.path())?;
-        for f in ["optimizer.safetensors", "optimizer.json"] {
-            assert_eq!(
-                std::fs::read(da.path().join(f))?,
-                std::fs::read(db.path().join(f))?,
-                "{f}"
-            );
-        }
+        assert_same_saved_state(&a, &b, &format!("(warm {warm}, full {full})"))?;
     }
     Ok(())
 }
@@ -779,12 +794,7 @@ fn galore_step_params_equals_the_step_param_loop_bit_identically() -> Result<()>
     let mut a = GaLoreAdamW::with_params(params.clone(), galore_cfg(3, 3))?;
     let mut b = GaLoreAdamW::with_params(copy.clone(), galore_cfg(3, 3))?;
     for g in &grads(&params, 7, 26)? {
-        let ia = params
-            .iter()
-            .zip(g)
-            .map(|((n, v), g)| Ok(a.step_param(n, v, g)?))
-            .collect::<Result<Vec<_>>>()?;
-        assert_eq!(ia, step_all(&mut b, &copy, g)?);
+        assert_eq!(step_loop(&mut a, &params, g)?, step_all(&mut b, &copy, g)?);
     }
     for ((n, va), (_, vb)) in params.iter().zip(&copy) {
         assert_eq!(bits(va.as_tensor())?, bits(vb.as_tensor())?, "{n}");
@@ -814,27 +824,14 @@ fn adamw_step_params_equals_the_step_param_loop_bit_identically() -> Result<()> 
                 .iter()
                 .map(|g| Ok(g.to_dtype(dtype)?))
                 .collect::<Result<Vec<_>>>()?;
-            let ia = params
-                .iter()
-                .zip(&g)
-                .map(|((n, v), g)| Ok(a.step_param(n, v, g)?))
-                .collect::<Result<Vec<_>>>()?;
+            let ia = step_loop(&mut a, &params, &g)?;
             assert_eq!(ia, step_all(&mut b, &copy, &g)?, "{dtype:?}");
         }
         for ((n, va), (_, vb)) in params.iter().zip(&copy) {
             let f = |v: &Var| bits(&v.as_tensor().to_dtype(DType::F32)?);
             assert_eq!(f(va)?, f(vb)?, "{n} {dtype:?}");
         }
-        let (da, db) = (tempfile::tempdir()?, tempfile::tempdir()?);
-        a.save(da.path())?;
-        b.save(db.path())?;
-        for f in ["optimizer.safetensors", "optimizer.json"] {
-            assert_eq!(
-                std::fs::read(da.path().join(f))?,
-                std::fs::read(db.path().join(f))?,
-                "{f} {dtype:?}"
-            );
-        }
+        assert_same_saved_state(&a, &b, &format!("{dtype:?}"))?;
     }
     Ok(())
 }
