@@ -404,6 +404,25 @@ mod tests {
         }
     }
 
+    /// [`search`] from SIM's point at b = 4 with `budget`, on a card following SIM with
+    /// `capacity_gib` available (less than SIM's own: something else holds memory).
+    fn search_sim(
+        capacity_gib: f64,
+        budget: f64,
+        calls: &mut Vec<(usize, AttemptKind)>,
+    ) -> Searched<usize> {
+        let card = SimulatedMemory {
+            capacity_gib,
+            ..SIM
+        };
+        search(
+            point(&SIM, 4),
+            budget,
+            &MaxBatchOptions::default(),
+            device(card, calls),
+        )
+    }
+
     /// A device whose peak at batch `b` is `peak(b)` GiB (used = reserved), `cap` GiB in all.
     fn card<'a>(
         peak: impl Fn(usize) -> f64 + 'a,
@@ -504,13 +523,7 @@ mod tests {
     #[test]
     fn search_probes_then_runs_the_prediction() {
         let mut calls = Vec::new();
-        let budget = 0.97 * SIM.capacity_gib;
-        let s = search(
-            point(&SIM, 4),
-            budget,
-            &MaxBatchOptions::default(),
-            device(SIM, &mut calls),
-        );
+        let s = search_sim(SIM.capacity_gib, 0.97 * SIM.capacity_gib, &mut calls);
         // 36 is more than twice the probe: a second probe at 18, the same line
         assert_eq!(
             calls,
@@ -530,17 +543,8 @@ mod tests {
     fn search_steps_down_after_oom_and_names_each_failed_batch() {
         // The device has less memory than the budget claims (something else holds 20 GiB):
         // 36 and 32 fail, 28 fits.
-        let small = SimulatedMemory {
-            capacity_gib: 119.0,
-            ..SIM
-        };
         let mut calls = Vec::new();
-        let s = search(
-            point(&SIM, 4),
-            0.97 * SIM.capacity_gib,
-            &MaxBatchOptions::default(),
-            device(small, &mut calls),
-        );
+        let s = search_sim(119.0, 0.97 * SIM.capacity_gib, &mut calls);
         let batches: Vec<usize> = calls.iter().map(|c| c.0).collect();
         assert_eq!(batches, vec![8, 18, 36, 32, 28]);
         assert_eq!(s.best.map(|r| r.result), Some(28));
@@ -551,17 +555,8 @@ mod tests {
 
     #[test]
     fn search_gives_up_after_two_step_downs() {
-        let tiny = SimulatedMemory {
-            capacity_gib: 50.0,
-            ..SIM
-        };
         let mut calls = Vec::new();
-        let s = search(
-            point(&SIM, 4),
-            0.97 * SIM.capacity_gib,
-            &MaxBatchOptions::default(),
-            device(tiny, &mut calls),
-        );
+        let s = search_sim(50.0, 0.97 * SIM.capacity_gib, &mut calls);
         // 8 fits (44 * 1.04 = 45.8); the second probe (18) fails, then 16, 14, 12; no third
         // step-down
         let batches: Vec<usize> = calls.iter().map(|c| c.0).collect();
@@ -573,17 +568,8 @@ mod tests {
     #[test]
     fn search_after_an_oom_probe_steps_down_from_it() {
         // 8 does not fit (44 * 1.04 > 40), 7 does not, 6 fits (38 * 1.04 = 39.5)
-        let tight = SimulatedMemory {
-            capacity_gib: 40.0,
-            ..SIM
-        };
         let mut calls = Vec::new();
-        let s = search(
-            point(&SIM, 4),
-            100.0,
-            &MaxBatchOptions::default(),
-            device(tight, &mut calls),
-        );
+        let s = search_sim(40.0, 100.0, &mut calls);
         assert_eq!(
             calls,
             vec![
